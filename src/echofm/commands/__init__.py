@@ -1,0 +1,1 @@
+"""Subcommands of the `echofm` CLI, one module each (discovered by `echofm.cli`)."""
