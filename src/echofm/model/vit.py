@@ -1,0 +1,103 @@
+"""Video ViT building blocks: tubelet embedding, attention, MLP, pre-norm block, encoder.
+
+Attention runs on ``torch.nn.functional.scaled_dot_product_attention`` with one fused
+``qkv`` projection (one GEMM instead of three); the public layout's separate q/k/v
+weights are converted in ``echofm.model.weights``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class TubeletEmbed(nn.Module):
+    """Conv3d tokeniser: clips [N, C, T, H, W] -> tokens [N, T', L, D] (T' = T / t, L = (H/p)^2)."""
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int,
+                 num_frames: int, t_patch_size: int):
+        super().__init__()
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.num_frames = num_frames
+        self.t_patch_size = t_patch_size
+        self.grid_size = img_size // patch_size
+        self.t_grid_size = num_frames // t_patch_size
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=(t_patch_size, patch_size, patch_size),
+                              stride=(t_patch_size, patch_size, patch_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)  # [N, D, T', h, w]
+        return x.flatten(3).permute(0, 2, 3, 1)  # [N, T', h*w, D]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over [B, S, D] with a fused qkv projection."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, S, D]; attn_mask (bool, True = attend) broadcastable to [B, heads, S, S]."""
+        B, S, D = x.shape
+        qkv = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
+        return self.proj(out.transpose(1, 2).reshape(B, S, D))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the residual branch per sample while training."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)); x + mlp(norm2(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 norm_eps: float = 1e-6, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), attn_mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
+    """Apply blocks in order, optionally with activation checkpointing (saves memory)."""
+    for blk in blocks:
+        if checkpointing and x.requires_grad:
+            x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
+        else:
+            x = blk(x)
+    return x
