@@ -138,8 +138,11 @@ def infer_public_config(public: dict[str, torch.Tensor], args: dict[str, Any]) -
 
     embed_dim, in_chans, t_patch, patch, _ = shape("patch_embed.proj.weight")
     depth = 1 + max(int(k.split(".")[1]) for k in public if k.startswith("blocks."))
-    dec_dim = shape("decoder_embed.weight")[0]
-    dec_depth = 1 + max((int(k.split(".")[1]) for k in public if k.startswith("decoder_blocks.")), default=-1)
+    # Encoder-only files carry no decoder: take its sizes from the args or the defaults.
+    has_decoder = "decoder_embed.weight" in public
+    dec_dim = shape("decoder_embed.weight")[0] if has_decoder else int(args.get("decoder_embed_dim", 512))
+    dec_depth = (1 + max((int(k.split(".")[1]) for k in public if k.startswith("decoder_blocks.")), default=-1)
+                 if has_decoder else int(args.get("decoder_depth", 8)))
     mlp_ratio = shape("blocks.0.mlp.fc1.weight")[0] / embed_dim
     sep = "pos_embed_spatial" in public
     cls = "cls_token" in public
@@ -157,8 +160,11 @@ def infer_public_config(public: dict[str, torch.Tensor], args: dict[str, Any]) -
         t_grid = num_frames // t_patch
         spatial = total // t_grid
     grid = int(round(spatial ** 0.5))
-    u = shape("decoder_pred.weight")[0] // (patch * patch * in_chans)
     num_frames = t_grid * t_patch
+    if "decoder_pred.weight" in public:
+        u = shape("decoder_pred.weight")[0] // (patch * patch * in_chans)
+    else:
+        u = max(1, int(args.get("pred_t_dim", t_grid)) * t_patch // num_frames)
     values: dict[str, Any] = dict(
         img_size=grid * patch, patch_size=patch, in_chans=in_chans, num_frames=num_frames,
         t_patch_size=t_patch, embed_dim=embed_dim, depth=depth, mlp_ratio=mlp_ratio,
