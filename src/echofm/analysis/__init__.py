@@ -1,0 +1,1 @@
+"""Analysis of clips and models: cardiac phase, periodicity diagnostics, figures, reports."""

@@ -1,0 +1,158 @@
+"""Cardiac phase from pixels (and from model embeddings): cycle length, heart rate, ED/ES.
+
+Pixels alone: the frame-by-frame self-similarity of the motion component (each frame
+minus the clip's mean image) repeats once per beat, so the lag profile of that matrix
+peaks at the cycle length. ED and ES come from a cavity-size proxy: blood is dark, so the
+fraction of dark pixels in the ventricular part of the sector is largest at end-diastole
+and smallest at end-systole. Embeddings: the same lag analysis on the projector's
+per-time-step self-similarity gives the cycle length the model perceives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d, zoom
+from scipy.signal import find_peaks
+
+
+@dataclass
+class PhaseResult:
+    """Cycle length (frames), heart rate (bpm, when fps is known), ED/ES frames of every beat."""
+
+    cycle_frames: Optional[float]
+    heart_rate_bpm: Optional[float]
+    ed_frames: list[int] = field(default_factory=list)
+    es_frames: list[int] = field(default_factory=list)
+    fps: Optional[float] = None
+    cavity_curve: list[float] = field(default_factory=list)
+    lag_profile: list[float] = field(default_factory=list)
+    source: str = "pixels"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _gray_small(frames: np.ndarray, side: int = 48) -> np.ndarray:
+    """uint8 [T, H, W(, 3)] -> float [T, side, side] in [0, 1]."""
+    x = frames.astype(np.float32) / 255.0
+    if x.ndim == 4:
+        x = x.mean(axis=-1)
+    T, H, W = x.shape
+    return zoom(x, (1, side / H, side / W), order=1)
+
+
+def motion_self_similarity(frames: np.ndarray, side: int = 32) -> np.ndarray:
+    """[T, T] cosine similarity of frames after removing each frame's and the clip's mean."""
+    x = _gray_small(frames, side).reshape(len(frames), -1)
+    x = x - x.mean(axis=1, keepdims=True)
+    x = x - x.mean(axis=0, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-8
+    return x @ x.T
+
+
+def lag_profile(similarity: np.ndarray) -> np.ndarray:
+    """Mean similarity at each lag k = 0..T-1 (the diagonals of a [T, T] map)."""
+    T = similarity.shape[0]
+    return np.array([np.diagonal(similarity, k).mean() for k in range(T)])
+
+
+def cycle_length(similarity: np.ndarray, min_lag: int = 3, max_fraction: float = 0.75) -> Optional[float]:
+    """Cycle length (in steps of the map) from the first clear reprise of the lag profile.
+
+    The profile must dip and rise again; the peak is refined to sub-step precision by a
+    parabola through it and its neighbours. None when no cycle is visible.
+    """
+    prof = lag_profile(similarity)
+    T = len(prof)
+    hi = max(min_lag + 1, int(T * max_fraction))
+    if hi >= T - 1 or T < 2 * min_lag:
+        return None
+    peaks, props = find_peaks(prof[: hi + 1], prominence=0.05)
+    peaks = [p for p in peaks if p >= min_lag]
+    if not peaks:
+        return None
+    best = max(prof[p] for p in peaks)
+    # The first peak that is nearly as high as the best one is the fundamental period
+    # (later peaks are its multiples).
+    k = next(p for p in peaks if prof[p] >= best - 0.15)
+    if 0 < k < T - 1:
+        a, b, c = prof[k - 1], prof[k], prof[k + 1]
+        denom = a - 2 * b + c
+        shift = 0.5 * (a - c) / denom if denom < 0 else 0.0
+        return float(k + np.clip(shift, -0.5, 0.5))
+    return float(k)
+
+
+def sector_mask(frames: np.ndarray, side: int = 48) -> np.ndarray:
+    """[side, side] bool: pixels that show ultrasound (bright at some time, varying)."""
+    x = _gray_small(frames, side)
+    return (x.max(axis=0) > 0.08) & (x.std(axis=0) > 0.005)
+
+
+def cavity_curve(frames: np.ndarray, ventricle_fraction: float = 0.6, dark: float = 0.2,
+                 side: int = 48) -> np.ndarray:
+    """Per-frame fraction of dark pixels in the ventricular (apex-side) part of the sector.
+
+    ``ventricle_fraction`` keeps the top part of the sector's rows (apical display puts
+    the ventricles nearest the probe), because the atria fill while the ventricles empty
+    and would cancel the signal.
+    """
+    x = _gray_small(frames, side)
+    cone = sector_mask(frames, side)
+    rows = np.where(cone.any(axis=1))[0]
+    if len(rows) == 0:
+        return np.zeros(len(frames))
+    cut = rows[0] + int(ventricle_fraction * (rows[-1] - rows[0] + 1))
+    cone[cut:] = False
+    area = ((x < dark) & cone).reshape(len(frames), -1).sum(1) / max(int(cone.sum()), 1)
+    return uniform_filter1d(area.astype(np.float64), size=3, mode="nearest")
+
+
+def find_ed_es(curve: np.ndarray, cycle: Optional[float]) -> tuple[list[int], list[int]]:
+    """ED = cavity maxima one cycle apart; ES = the minimum between (or after) each ED."""
+    T = len(curve)
+    if cycle is None or cycle < 3:
+        return [int(np.argmax(curve))], [int(np.argmin(curve))]
+    distance = max(2, int(round(0.7 * cycle)))
+    ed, _ = find_peaks(np.r_[-np.inf, curve, -np.inf], distance=distance)
+    es, _ = find_peaks(np.r_[np.inf, -curve, np.inf] * 1.0, distance=distance)
+    ed = [int(i - 1) for i in ed]
+    es = [int(i - 1) for i in es]
+    # Keep only extrema that stand out from the curve's range (noise makes spurious ones).
+    span = float(curve.max() - curve.min()) or 1.0
+    ed = [i for i in ed if curve[i] >= curve.min() + 0.5 * span]
+    es = [i for i in es if curve[i] <= curve.min() + 0.5 * span]
+    return ed, es
+
+
+def phase_from_pixels(frames: np.ndarray, fps: Optional[float] = None) -> PhaseResult:
+    """Cycle length, heart rate and ED/ES frames of a clip, from its pixels alone.
+
+    frames: uint8 [T, H, W] or [T, H, W, 3] (sector already masked or not).
+    """
+    if frames.ndim not in (3, 4) or len(frames) < 6:
+        raise ValueError(f"phase analysis needs a cine of at least 6 frames, got shape {frames.shape}")
+    sim = motion_self_similarity(frames)
+    cycle = cycle_length(sim)
+    curve = cavity_curve(frames)
+    ed, es = find_ed_es(curve, cycle)
+    hr = 60.0 * fps / cycle if (cycle and fps) else None
+    return PhaseResult(cycle_frames=cycle, heart_rate_bpm=hr, ed_frames=ed, es_frames=es, fps=fps,
+                       cavity_curve=curve.round(5).tolist(), lag_profile=lag_profile(sim).round(5).tolist())
+
+
+def phase_from_embeddings(frame_embeddings: np.ndarray, frames_per_step: int,
+                          fps: Optional[float] = None) -> PhaseResult:
+    """Cycle length and heart rate from per-time-step embeddings [T, D] of one clip."""
+    z = np.asarray(frame_embeddings, dtype=np.float64)
+    z = z - z.mean(axis=0, keepdims=True)
+    z /= np.linalg.norm(z, axis=1, keepdims=True) + 1e-8
+    sim = z @ z.T
+    steps = cycle_length(sim, min_lag=2)
+    cycle = steps * frames_per_step if steps else None
+    hr = 60.0 * fps / cycle if (cycle and fps) else None
+    return PhaseResult(cycle_frames=cycle, heart_rate_bpm=hr, fps=fps, source="embeddings",
+                       lag_profile=lag_profile(sim).round(5).tolist())
