@@ -21,6 +21,8 @@ class Clip:
     is_still: True when the source is a single image rather than a cine.
     region: ``(y0, x0, y1, x1)`` of the ultrasound image region when the source states it
         (DICOM SequenceOfUltrasoundRegions), else None.
+    sector_box: ``(y0, x0, y1, x1)`` of the detected ultrasound sector in source pixels, set
+        by preprocessing; None before.
     meta: allow-listed technical fields only (e.g. manufacturer model) — never identifiers.
     path: where it was read from (kept in memory; written out only when asked).
     """
@@ -32,6 +34,7 @@ class Clip:
     content_hash: str = ""
     is_still: bool = False
     region: Optional[tuple[int, int, int, int]] = None
+    sector_box: Optional[tuple[int, int, int, int]] = None
     meta: dict = field(default_factory=dict)
     path: Optional[str] = None
 

@@ -7,6 +7,7 @@ fields in `ALLOWED_META` ever leave this module, so no identifier can reach a Cl
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -47,12 +48,16 @@ def read_dicom(path: str | Path) -> Clip:
     """
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
     except (InvalidDicomError, EOFError) as exc:
         raise ClipReadError(path, f"not a readable DICOM file ({_short(exc)})") from exc
     except Exception as exc:  # pydicom raises many types on damaged headers
         raise ClipReadError(path, f"damaged DICOM header ({_short(exc)})") from exc
 
+    if any("end of file" in str(w.message).lower() for w in caught):
+        raise ClipReadError(path, "truncated file (ends inside a data element)")
     if "EncryptedAttributesSequence" in ds and "PixelData" not in ds:
         raise ClipReadError(path, "encrypted DICOM (pixel data is not readable)")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
