@@ -33,7 +33,7 @@ def _overlays_blank_fan_kept(clip, overlays, fan_box):
 
 def test_deid_cine_overlays_blanked_fan_kept(deid_cine):
     clip = read_clip(deid_cine)
-    sector = _overlays_blank_fan_kept(clip, DEID_OVERLAYS, fan_box=(200, 520, 150, 650))
+    sector = _overlays_blank_fan_kept(clip, DEID_OVERLAYS, fan_box=(300, 500, 250, 600))
     # The green ECG trace sweeps across the bottom; only where it is drawn over the
     # fan's lower edge (a few pixels) can it survive.
     def green(frames):
