@@ -1,0 +1,1 @@
+"""Datasets over prepared caches and public echo datasets."""

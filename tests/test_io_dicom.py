@@ -1,0 +1,100 @@
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+
+from echofm.errors import ClipReadError
+from echofm.io import read_clip
+from echofm.io.dicom import frame_rate
+
+
+def test_ybr_jpeg_cine_is_rgb_at_30_fps(ybr_cine):
+    clip = read_clip(ybr_cine)
+    assert clip.frames.shape == (30, 240, 320, 3) and clip.frames.dtype == np.uint8
+    assert clip.fps == pytest.approx(30.0, abs=0.01)  # FrameTime 33.333 ms
+    assert not clip.is_still and clip.source_kind == "dicom"
+    # YBR->RGB done right: the gray echo image has R ~ G ~ B (a YBR array would not).
+    centre = clip.frames[:, 100:140, 140:180].reshape(-1, 3).astype(float)
+    assert np.abs(centre.mean(0) - centre.mean()).max() < 3
+    # The header's region describes a 640x480 original, not these pixels: ignored.
+    assert clip.region is None and clip.pixel_spacing is None
+
+
+def test_region_and_spacing_from_ultrasound_regions(color3d_cine):
+    clip = read_clip(color3d_cine)
+    assert clip.frames.shape == (120, 480, 640, 3)
+    assert clip.region == (31, 84, 415, 596)
+    assert clip.pixel_spacing == pytest.approx((0.5105, 0.5105), abs=1e-3)  # 0.05105 cm
+    assert clip.meta == {"manufacturer_model": "Turbo"}
+
+
+def test_lossless_still_is_flagged(lossless_still):
+    clip = read_clip(lossless_still)
+    assert clip.is_still and clip.frames.shape == (1, 768, 1024)
+    assert clip.fps is None
+
+
+def test_deid_cine_fps_prefers_frame_time(deid_cine):
+    clip = read_clip(deid_cine)
+    assert clip.frames.shape == (30, 600, 800, 3)
+    assert clip.fps == pytest.approx(1000 / 54.241, abs=0.01)  # FrameTime, not CineRate 18
+
+
+@pytest.mark.parametrize("name", ["US1_J2KR.dcm", "US1_J2KI.dcm", "SC_rgb_rle_2frame.dcm", "US1_UNCR.dcm"])
+def test_other_codecs_decode(name):
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name} not installed")
+    clip = read_clip(path)
+    assert clip.frames.dtype == np.uint8 and clip.frames.ndim in (3, 4)
+    assert clip.frames.max() > 0
+
+
+def test_frame_rate_sources_in_order():
+    ds = pydicom.Dataset()
+    ds.RecommendedDisplayFrameRate = 25
+    assert frame_rate(ds) == 25
+    ds.CineRate = 50
+    assert frame_rate(ds) == 50
+    ds.FrameTimeVector = [0, 20, 20, 20]
+    assert frame_rate(ds) == 50
+    ds.FrameTime = 33.333
+    assert frame_rate(ds) == pytest.approx(30, abs=0.01)
+
+
+def test_extensionless_dicom_found_by_magic(deid_cine, tmp_path):
+    target = tmp_path / "IM0001"
+    shutil.copy(deid_cine, target)
+    assert read_clip(target).frames.shape[0] == 30
+
+
+def test_broken_files_raise_with_path_and_reason(color3d_cine, tmp_path):
+    truncated = tmp_path / "cut.dcm"
+    truncated.write_bytes(color3d_cine.read_bytes()[:100_000])
+    random = tmp_path / "noise.dcm"
+    random.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    empty = tmp_path / "empty.dcm"
+    empty.write_bytes(b"")
+    no_pixels = tmp_path / "report.dcm"
+    ds = pydicom.dcmread(color3d_cine, stop_before_pixels=True)
+    ds.save_as(no_pixels)
+    for path, reason in [(truncated, "truncated"), (random, "not a readable DICOM"),
+                         (empty, "empty"), (no_pixels, "without pixel data")]:
+        with pytest.raises(ClipReadError) as info:
+            read_clip(path)
+        assert str(path) in str(info.value) and reason in info.value.reason
+
+
+def test_encrypted_dicom_is_refused(color3d_cine, tmp_path):
+    ds = pydicom.dcmread(color3d_cine, stop_before_pixels=True)
+    item = pydicom.Dataset()
+    item.EncryptedContentTransferSyntaxUID = "1.2.840.10008.1.2.1"
+    item.EncryptedContent = b"\x00" * 16
+    ds.EncryptedAttributesSequence = [item]
+    path = tmp_path / "secret.dcm"
+    ds.save_as(path)
+    with pytest.raises(ClipReadError, match="encrypted"):
+        read_clip(path)
