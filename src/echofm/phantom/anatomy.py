@@ -95,8 +95,9 @@ def lv_profile(s: np.ndarray, base_narrowing: float) -> np.ndarray:
     """Half-width of the LV cavity, relative to its largest, at ``s`` in [0, 1] from base (0)
     to apex (1): an ellipsoid narrowed towards the mitral annulus."""
     s = np.asarray(s, dtype=np.float32)
-    inside = np.clip(1.0 - s * s, 0.0, None)
-    return np.sqrt(inside) * (1.0 - base_narrowing * np.exp(-np.clip(s, 0, None) / 0.15))
+    inside = np.maximum(np.float32(1.0) - s * s, np.float32(0.0))
+    narrowing = np.float32(base_narrowing) * np.exp(np.maximum(s, np.float32(0.0)) * np.float32(-1.0 / 0.15))
+    return np.sqrt(inside) * (np.float32(1.0) - narrowing)
 
 
 def lv_shape_integrals(base_narrowing: float) -> tuple[float, float]:
@@ -244,6 +245,11 @@ def _rot(angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array([np.sin(a), np.cos(a)]), np.array([np.cos(a), -np.sin(a)])
 
 
+def _f32(*values):
+    """Parameters as float32 so that float32 point arrays are never promoted to float64."""
+    return [np.asarray(v, dtype=np.float32) for v in values]
+
+
 class Painter:
     """Paints labels and materials in order: later shapes cover earlier ones."""
 
@@ -264,6 +270,7 @@ class Painter:
         Half-width at distance ``a`` from the apex is ``width * lv_profile((L - a) / L)``;
         ``margin`` grows it outward (for walls) while keeping the base plane.
         """
+        apex_x, apex_y, dx, dy, length, width, margin = _f32(apex_x, apex_y, dx, dy, length, width, margin)
         px, py = self.x - apex_x, self.y - apex_y
         a = px * dx + py * dy
         v = px * dy - py * dx
@@ -277,12 +284,14 @@ class Painter:
 
     def ellipse(self, cx, cy, ra, rb, angle_deg=0.0, margin=0.0):
         c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+        cx, cy, ra, rb, margin, c, s = _f32(cx, cy, ra, rb, margin, c, s)
         px, py = self.x - cx, self.y - cy
         u = (px * c + py * s) / (ra + margin)
         w = (-px * s + py * c) / (rb + margin)
         return u * u + w * w <= 1.0
 
     def capsule(self, x0, y0, x1, y1, radius):
+        x0, y0, x1, y1, radius = _f32(x0, y0, x1, y1, radius)
         vx, vy = x1 - x0, y1 - y0
         length2 = vx * vx + vy * vy + 1e-9
         t = np.clip(((self.x - x0) * vx + (self.y - y0) * vy) / length2, 0.0, 1.0)
@@ -291,6 +300,7 @@ class Painter:
 
     def halfplane(self, px, py, nx, ny):
         """Points on the side of the line through (px, py) that the normal (nx, ny) points to."""
+        px, py, nx, ny = _f32(px, py, nx, ny)
         return (self.x - px) * nx + (self.y - py) * ny >= 0
 
 
