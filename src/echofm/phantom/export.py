@@ -144,7 +144,7 @@ def _camus_item(out: Path, index: int, seed: int, config: PhantomConfig, save_la
         cases[tag] = (case, ed, es)
     ef = float(np.mean([c.truth["ef"] for c, _, _ in cases.values()]))
     quality_noise = cases["4CH"][0].truth["params"]["scanner"]["noise"] / max(config.noise, 1e-6)
-    quality = "Good" if quality_noise < 0.01 else ("Medium" if quality_noise < 0.016 else "Poor")
+    quality = "Good" if quality_noise < 0.005 else ("Medium" if quality_noise < 0.008 else "Poor")
     truths = []
     for tag, (case, ed, es) in cases.items():
         sp = case.pixel_spacing

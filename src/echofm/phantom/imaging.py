@@ -23,7 +23,7 @@ from echofm.phantom import anatomy as A
 
 # Scatterer strength (amplitude), density (fraction of cells holding a scatterer) and
 # frame-to-frame coherence of each material (blood speckle flickers, tissue persists).
-_STRENGTH = np.array([0.08, 0.45, 0.007, 0.42, 1.8, 1.4, 3.0, 0.8], np.float32)
+_STRENGTH = np.array([0.08, 0.45, 0.004, 0.42, 1.8, 1.4, 3.0, 0.8], np.float32)
 _DENSITY = np.array([0.55, 0.9, 0.25, 1.0, 1.0, 1.0, 1.0, 0.7], np.float32)
 _COHERENCE = np.array([0.92, 0.95, 0.25, 0.93, 0.95, 0.85, 0.9, 0.97], np.float32)
 
@@ -67,7 +67,7 @@ def sample_scanner(depth_mm: float, rng: np.random.Generator, noise_scale: float
         lateral_psf=float(rng.uniform(1.0, 1.7)),
         attenuation_db_mm=float(rng.uniform(0.05, 0.09)),
         tgc_compensation=float(rng.uniform(0.75, 1.0)),
-        noise=float(rng.uniform(0.004, 0.02) * noise_scale),
+        noise=float(rng.uniform(0.002, 0.01) * noise_scale),
         gain_db=float(rng.uniform(-4.0, 4.0)),
         dynamic_range_db=float(rng.uniform(42.0, 55.0)),
         clutter=float(rng.uniform(0.02, 0.25)),
@@ -210,7 +210,7 @@ def form_bmode(material: np.ndarray, field_samples: np.ndarray, sector: Sector, 
     envelope *= tgc
     db = 20.0 * np.log10(envelope + 1e-6)
     # Reference level: bright tissue near the top of the histogram sits near white.
-    ref = float(np.percentile(db[:, ::3, ::3], 99.5)) + scanner.gain_db - 2.0
+    ref = float(np.percentile(db[:, ::3, ::3], 99.5)) + scanner.gain_db + 1.0
     grey = (db - (ref - scanner.dynamic_range_db)) * (255.0 / scanner.dynamic_range_db)
     return np.clip(grey, 0.0, 255.0).astype(np.float32)
 
