@@ -1,0 +1,613 @@
+"""Heart anatomy and physiology of a phantom: patients, beats, volume curves and views.
+
+Everything here is analytic geometry in millimetres in the *heart frame*: the image plane
+of a canonical probe at the origin, x lateral (to the right of the screen), y depth (down).
+A view is a painter's list of shapes (chambers, walls, valves) whose sizes follow the
+per-frame cardiac state; it answers, for arrays of points, which label (ground truth) and
+which material (what scatters ultrasound, used by ``imaging``) lies there.
+
+Array layout: point arrays ``x, y`` are float32 ``[T, N]`` (frames x points); per-frame
+state arrays are ``[T]`` and are broadcast as ``[T, 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+VIEWS = ("A4C", "A2C", "PLAX", "PSAX")
+AS_SEVERITIES = ("none", "mild", "moderate", "severe")
+
+# Ground-truth label values (0..3 follow CAMUS; the others are our own).
+LABELS = {
+    0: "background",
+    1: "lv_cavity",
+    2: "lv_myocardium",
+    3: "left_atrium",
+    4: "rv_cavity",
+    5: "right_atrium",
+    6: "aorta",
+}
+BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, LEFT_ATRIUM, RV_CAVITY, RIGHT_ATRIUM, AORTA = range(7)
+
+# Materials: what the imaging model turns into scatterer strength, density and coherence.
+MAT_BODY, MAT_HEART_TISSUE, MAT_BLOOD, MAT_MYOCARDIUM, MAT_PERICARDIUM, MAT_VALVE, \
+    MAT_CALCIFIED, MAT_CHEST_WALL = range(8)
+NUM_MATERIALS = 8
+
+# Aortic valve by stenosis grade: largest opening (fraction of a normal opening),
+# leaflet thickness (mm) and whether it is calcified (bright).
+_AS_OPENING = {"none": 1.0, "mild": 0.6, "moderate": 0.4, "severe": 0.22}
+_AS_THICKNESS = {"none": 1.2, "mild": 2.2, "moderate": 3.0, "severe": 3.8}
+
+
+# --------------------------------------------------------------------------- patient
+
+
+@dataclass
+class Patient:
+    """One synthetic heart: physiology, pathology and anatomical proportions.
+
+    Volumes in mL, lengths in mm, rates in beats per minute, fractions in [0, 1].
+    ``ef`` is the nominal ejection fraction in percent (per-beat values vary around it).
+    """
+
+    heart_rate: float
+    rr_variability: float
+    irregular: bool
+    systolic_fraction: float
+    atrial_kick: float
+    edv: float
+    ef: float
+    lv_aspect: float
+    base_narrowing: float
+    wall_mm: float
+    long_shortening: float
+    rv_size: float
+    la_size: float
+    ra_size: float
+    aortic_radius_mm: float
+    as_severity: str = "none"
+    aortic_regurgitation: bool = False
+    lvh: bool = False
+    sex: str = "F"
+    age: int = 60
+    volume_jitter: float = 0.03
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def esv(self) -> float:
+        return self.edv * (1.0 - self.ef / 100.0)
+
+    @property
+    def reduced_ef(self) -> bool:
+        return self.ef < 50.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- LV shape
+
+
+def lv_profile(s: np.ndarray, base_narrowing: float) -> np.ndarray:
+    """Half-width of the LV cavity, relative to its largest, at ``s`` in [0, 1] from base (0)
+    to apex (1): an ellipsoid narrowed towards the mitral annulus."""
+    s = np.asarray(s, dtype=np.float32)
+    inside = np.maximum(np.float32(1.0) - s * s, np.float32(0.0))
+    narrowing = np.float32(base_narrowing) * np.exp(np.maximum(s, np.float32(0.0)) * np.float32(-1.0 / 0.15))
+    return np.sqrt(inside) * (np.float32(1.0) - narrowing)
+
+
+def lv_shape_integrals(base_narrowing: float) -> tuple[float, float]:
+    """``(I1, I2)``: integrals over s in [0, 1] of the profile and of its square.
+
+    Cavity area = 2 W L I1 and volume of revolution (method of discs) = pi W^2 L I2.
+    """
+    s = (np.arange(4000, dtype=np.float64) + 0.5) / 4000
+    g = lv_profile(s, base_narrowing).astype(np.float64)
+    return float(g.mean()), float((g * g).mean())
+
+
+# --------------------------------------------------------------------------- beats
+
+
+@dataclass
+class Beat:
+    """One cardiac cycle: starts at ED (``start`` s), lasts ``rr`` s, systole ``systole`` s."""
+
+    start: float
+    rr: float
+    systole: float
+    edv: float
+    esv: float
+    next_edv: float
+
+    @property
+    def es_time(self) -> float:
+        return self.start + self.systole
+
+
+def plan_beats(patient: Patient, duration: float, fps: float, rng: np.random.Generator) -> list[Beat]:
+    """Beats covering a clip ``[0, duration)``; the first beat starts at or before 0.
+
+    When the clip is long enough, the start phase is drawn so that at least one whole
+    systole (ED then ES) lies inside the clip.
+    """
+    mean_rr = 60.0 / patient.heart_rate
+    n = int(np.ceil(duration / (mean_rr * 0.5))) + 4
+    if patient.irregular:
+        # Atrial-fibrillation-like: RR intervals vary widely and independently.
+        rr = mean_rr * rng.uniform(0.65, 1.35, size=n)
+    else:
+        rr = mean_rr * np.clip(1.0 + patient.rr_variability * rng.standard_normal(n), 0.7, 1.3)
+    rr = np.clip(rr, 60.0 / 170.0, 60.0 / 32.0)
+    # Systole shortens less than diastole when the heart speeds up.
+    systole = patient.systolic_fraction * mean_rr * (rr / mean_rr) ** 0.35
+    systole = np.minimum(systole, 0.6 * rr)
+    # Frank-Starling: a long preceding filling time gives a larger next EDV.
+    prev_rr = np.concatenate([[mean_rr], rr[:-1]])
+    edv = patient.edv * (1.0 + patient.volume_jitter * rng.standard_normal(n))
+    edv *= 1.0 + (0.25 if patient.irregular else 0.1) * (prev_rr / mean_rr - 1.0)
+    ef_beat = np.clip(patient.ef + 1.5 * rng.standard_normal(n), 5.0, 85.0)
+    if patient.irregular:
+        ef_beat = np.clip(ef_beat * (prev_rr / mean_rr) ** 0.3, 5.0, 85.0)
+    esv = edv * (1.0 - ef_beat / 100.0)
+
+    dt = 1.0 / fps
+    u_min = 1.0 - (duration - dt - systole[1]) / rr[0]
+    u = rng.uniform(max(0.0, u_min), 1.0) if u_min < 1.0 else rng.uniform(0.0, 1.0)
+    starts = -u * rr[0] + np.concatenate([[0.0], np.cumsum(rr[:-1])])
+    beats = []
+    for k in range(n - 1):
+        beats.append(Beat(float(starts[k]), float(rr[k]), float(systole[k]), float(edv[k]),
+                          float(esv[k]), float(edv[k + 1])))
+        if starts[k] > duration + rr[k]:
+            break
+    return beats
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def cardiac_state(patient: Patient, beats: list[Beat], times: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame cardiac state at ``times`` (s, ``[T]``).
+
+    Returns ``[T]`` float arrays: ``volume`` (mL), ``contraction`` (0 at ED, 1 at ES of
+    that beat), ``mitral_open`` and ``aortic_open`` in [0, 1], and ``beat`` (index).
+    """
+    starts = np.array([b.start for b in beats])
+    k = np.clip(np.searchsorted(starts, times, side="right") - 1, 0, len(beats) - 1)
+    start = starts[k]
+    rr = np.array([b.rr for b in beats])[k]
+    sys_t = np.array([b.systole for b in beats])[k]
+    edv = np.array([b.edv for b in beats])[k]
+    esv = np.array([b.esv for b in beats])[k]
+    next_edv = np.array([b.next_edv for b in beats])[k]
+    t = times - start
+    in_systole = t < sys_t
+    phi = np.clip(t / sys_t, 0.0, 1.0)
+    v_sys = edv - (edv - esv) * 0.5 * (1.0 - np.cos(np.pi * phi))
+
+    # Diastole: early rapid filling (exponential) then the atrial kick.
+    psi = np.clip((t - sys_t) / np.maximum(rr - sys_t, 1e-3), 0.0, 1.0)
+    a = 0.0 if patient.irregular else patient.atrial_kick
+    tau = 0.16
+    early = (1.0 - np.exp(-psi / tau)) / (1.0 - np.exp(-1.0 / tau))
+    fill = (1.0 - a) * early + a * _smoothstep((psi - 0.7) / 0.3)
+    v_dia = esv + (next_edv - esv) * fill
+    volume = np.where(in_systole, v_sys, v_dia)
+
+    # Valves: mitral open while the LV fills (E wave, then A wave); aortic while it ejects.
+    early_rate = np.exp(-psi / tau)
+    kick = np.clip(1.0 - np.abs(psi - 0.85) / 0.15, 0.0, 1.0) if a > 0 else 0.0 * psi
+    mitral = np.clip(np.maximum(1.8 * early_rate, 0.75 * kick), 0.0, 1.0) * (psi > 0.02)
+    mitral = np.where(in_systole, 0.0, mitral)
+    aortic = np.where(in_systole, np.clip(1.6 * np.sin(np.pi * phi), 0.0, 1.0), 0.0)
+    contraction = np.clip((edv - volume) / np.maximum(edv - esv, 1e-6), 0.0, 1.0)
+    contraction = np.where(in_systole, contraction, np.clip((next_edv - volume) / np.maximum(next_edv - esv, 1e-6), 0, 1))
+    return {
+        "volume": volume.astype(np.float64),
+        "contraction": contraction.astype(np.float32),
+        "mitral_open": mitral.astype(np.float32),
+        "aortic_open": aortic.astype(np.float32),
+        "beat": k,
+    }
+
+
+def key_frames(beats: list[Beat], volume: np.ndarray, fps: float) -> tuple[list[int], list[int]]:
+    """ED and ES frame indices of every beat whose event falls inside the clip.
+
+    Each event lies between two frames; the ED frame is the one of them with the larger
+    LV volume and the ES frame the one with the smaller, so the label maps' LV area peaks
+    exactly at the listed ED frames and dips at the listed ES frames.
+    """
+    num = len(volume)
+    ed, es = [], []
+    for b in beats:
+        for when, out, pick in ((b.start, ed, np.argmax), (b.es_time, es, np.argmin)):
+            f = when * fps
+            if f < 0 or f > num - 1:
+                continue
+            cands = sorted({int(np.floor(f)), int(np.ceil(f))})
+            out.append(cands[int(pick(volume[cands]))])
+    return sorted(set(ed)), sorted(set(es))
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _rot(angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    a = np.deg2rad(angle_deg)
+    return np.array([np.sin(a), np.cos(a)]), np.array([np.cos(a), -np.sin(a)])
+
+
+def _f32(*values):
+    """Parameters as float32 so that float32 point arrays are never promoted to float64."""
+    return [np.asarray(v, dtype=np.float32) for v in values]
+
+
+class Painter:
+    """Paints labels and materials in order: later shapes cover earlier ones."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x, self.y = x, y
+        self.labels = np.zeros(x.shape, np.uint8)
+        self.material = np.full(x.shape, MAT_BODY, np.uint8)
+
+    def paint(self, mask: np.ndarray, material: int, label: int | None = None) -> None:
+        np.copyto(self.material, np.uint8(material), where=mask)
+        if label is not None:
+            np.copyto(self.labels, np.uint8(label), where=mask)
+
+    # Shapes. Parameters are scalars or [T, 1] arrays (per frame).
+    def bullet(self, apex_x, apex_y, dx, dy, length, width, beta, margin=0.0, base_cut=True):
+        """LV-like cavity: apex at (apex_x, apex_y), axis (dx, dy) towards the base.
+
+        Half-width at distance ``a`` from the apex is ``width * lv_profile((L - a) / L)``;
+        ``margin`` grows it outward (for walls) while keeping the base plane.
+        """
+        apex_x, apex_y, dx, dy, length, width, margin = _f32(apex_x, apex_y, dx, dy, length, width, margin)
+        px, py = self.x - apex_x, self.y - apex_y
+        a = px * dx + py * dy
+        v = px * dy - py * dx
+        big_l = length + margin
+        s = (length - a) / big_l
+        half = (width + margin) * lv_profile(s, beta)
+        inside = (np.abs(v) <= half) & (a >= -margin)
+        if base_cut:
+            inside &= a <= length
+        return inside
+
+    def ellipse(self, cx, cy, ra, rb, angle_deg=0.0, margin=0.0):
+        c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+        cx, cy, ra, rb, margin, c, s = _f32(cx, cy, ra, rb, margin, c, s)
+        px, py = self.x - cx, self.y - cy
+        u = (px * c + py * s) / (ra + margin)
+        w = (-px * s + py * c) / (rb + margin)
+        return u * u + w * w <= 1.0
+
+    def capsule(self, x0, y0, x1, y1, radius):
+        x0, y0, x1, y1, radius = _f32(x0, y0, x1, y1, radius)
+        vx, vy = x1 - x0, y1 - y0
+        length2 = vx * vx + vy * vy + 1e-9
+        t = np.clip(((self.x - x0) * vx + (self.y - y0) * vy) / length2, 0.0, 1.0)
+        ex, ey = self.x - (x0 + t * vx), self.y - (y0 + t * vy)
+        return ex * ex + ey * ey <= radius * radius
+
+    def halfplane(self, px, py, nx, ny):
+        """Points on the side of the line through (px, py) that the normal (nx, ny) points to."""
+        px, py, nx, ny = _f32(px, py, nx, ny)
+        return (self.x - px) * nx + (self.y - py) * ny >= 0
+
+
+def _col(v) -> np.ndarray:
+    return np.asarray(v, dtype=np.float32).reshape(-1, 1)
+
+
+def _leaflet(p: Painter, hx, hy, closed_deg, open_deg, opening, length, thick, material):
+    """A valve leaflet hinged at (hx, hy), swinging from ``closed_deg`` to ``open_deg``
+    (image angles: 0 = +x, 90 = +y) as ``opening`` goes 0 -> 1."""
+    ang = np.deg2rad(closed_deg + (open_deg - closed_deg) * opening)
+    tx, ty = hx + length * np.cos(ang), hy + length * np.sin(ang)
+    p.paint(p.capsule(hx, hy, tx, ty, thick / 2.0), material)
+
+
+def _angle(dx, dy) -> float:
+    return float(np.rad2deg(np.arctan2(dy, dx)))
+
+
+# --------------------------------------------------------------------------- LV state
+
+
+@dataclass
+class LVGeometry:
+    """Per-frame LV size: ``length``, ``width`` (largest half-width) and ``wall`` (mm), [T]."""
+
+    length: np.ndarray
+    width: np.ndarray
+    wall: np.ndarray
+    length_ed: float
+    width_ed: float
+    wall_ed: float
+
+
+def lv_geometry(patient: Patient, volume_ml: np.ndarray) -> LVGeometry:
+    """LV dimensions whose volume of revolution equals ``volume_ml`` exactly.
+
+    The long axis shortens in proportion to the ejected fraction of the beat (longitudinal
+    shortening) and the width follows from the volume; walls thicken as the cavity empties.
+    """
+    _, i2 = lv_shape_integrals(patient.base_narrowing)
+    edv_mm3 = patient.edv * 1000.0
+    width_ed = (edv_mm3 / (2.0 * np.pi * patient.lv_aspect * i2)) ** (1.0 / 3.0)
+    length_ed = 2.0 * patient.lv_aspect * width_ed
+    ejected = np.clip((patient.edv - volume_ml) / patient.edv, -0.3, 0.95)
+    length = length_ed * (1.0 - patient.long_shortening * ejected / max(patient.ef / 100.0, 0.05)
+                          * (patient.ef / 100.0))
+    width = np.sqrt(volume_ml * 1000.0 / (np.pi * length * i2))
+    wall = patient.wall_mm * (1.0 + 0.8 * np.clip(ejected, 0.0, None))
+    return LVGeometry(length.astype(np.float32), width.astype(np.float32), wall.astype(np.float32),
+                      float(length_ed), float(width_ed), float(patient.wall_mm))
+
+
+# --------------------------------------------------------------------------- views
+
+
+@dataclass
+class ViewLayout:
+    """Where the heart sits in a view (heart frame, mm); drawn per clip.
+
+    ``anchor``: LV apex for apical and PLAX views, LV centre for PSAX. ``tilt_deg``: angle
+    of the LV long axis from the depth direction (apical) or from +x (PLAX).
+    """
+
+    view: str
+    anchor: tuple[float, float]
+    tilt_deg: float
+    depth_mm: float
+    extra: dict = field(default_factory=dict)
+
+
+def sample_layout(view: str, patient: Patient, lv: LVGeometry, rng: np.random.Generator) -> ViewLayout:
+    """Random but plausible placement of the heart in ``view`` and the imaging depth that fits it."""
+    L, W = lv.length_ed, lv.width_ed
+    if view in ("A4C", "A2C"):
+        apex_depth = rng.uniform(18.0, 40.0)
+        x = rng.uniform(2.0, 10.0) if view == "A4C" else rng.uniform(-5.0, 5.0)
+        tilt = rng.uniform(4.0, 14.0) if view == "A4C" else rng.uniform(-8.0, 8.0)
+        la_len = 2.0 * 20.0 * patient.la_size
+        depth = (apex_depth + L + la_len + 8.0) * rng.uniform(1.0, 1.12)
+        return ViewLayout(view, (x, apex_depth), tilt, depth)
+    if view == "PLAX":
+        centre_depth = rng.uniform(70.0, 95.0) * (W / 26.0) ** 0.3
+        tilt = rng.uniform(-8.0, 6.0)
+        base_x = rng.uniform(5.0, 25.0)
+        dx, dy = np.cos(np.deg2rad(tilt)), np.sin(np.deg2rad(tilt))
+        apex = (base_x - L * dx, centre_depth - L * dy)
+        depth = (centre_depth + W + lv.wall_ed + 35.0) * rng.uniform(1.0, 1.15)
+        return ViewLayout(view, apex, tilt, depth)
+    if view == "PSAX":
+        centre = (rng.uniform(-8.0, 8.0), rng.uniform(70.0, 95.0))
+        depth = (centre[1] + W + lv.wall_ed + 30.0) * rng.uniform(1.0, 1.15)
+        return ViewLayout(view, centre, rng.uniform(-15.0, 15.0), depth)
+    raise ValueError(f"view {view!r}: unknown (choose from {', '.join(VIEWS)})")
+
+
+def paint_view(layout: ViewLayout, patient: Patient, lv: LVGeometry, state: dict,
+               x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and materials at heart-frame points ``x, y`` (float32 ``[T, N]``).
+
+    ``lv`` and ``state`` hold per-frame ``[T]`` arrays. Returns uint8 ``[T, N]`` arrays
+    ``(labels, material)``.
+    """
+    painter = Painter(x, y)
+    if layout.view == "PSAX":
+        _paint_psax(painter, layout, patient, lv, state)
+    elif layout.view == "PLAX":
+        _paint_plax(painter, layout, patient, lv, state)
+    else:
+        _paint_apical(painter, layout, patient, lv, state, four_chamber=layout.view == "A4C")
+    return painter.labels, painter.material
+
+
+def lv_axis(layout: ViewLayout) -> tuple[float, float]:
+    """Unit vector of the LV long axis from apex to base in the heart frame."""
+    if layout.view == "PLAX":
+        a = np.deg2rad(layout.tilt_deg)
+        return float(np.cos(a)), float(np.sin(a))
+    a = np.deg2rad(layout.tilt_deg)
+    return float(np.sin(a)), float(np.cos(a))
+
+
+def lv_outline(layout: ViewLayout, patient: Patient, length: float, width: float,
+               samples: int = 20) -> dict[str, np.ndarray]:
+    """LV cavity as disc chords (heart frame, mm) for one frame: ``apex``, ``base`` centre,
+    ``left``/``right`` chord ends ``[samples, 2]`` from apex (0) to base (samples-1)."""
+    ax, ay = layout.anchor
+    dx, dy = lv_axis(layout)
+    a = np.linspace(0.0, length, samples)
+    half = width * lv_profile((length - a) / length, patient.base_narrowing)
+    cx, cy = ax + a * dx, ay + a * dy
+    nx, ny = dy, -dx
+    return {
+        "apex": np.array([ax, ay]),
+        "base": np.array([ax + length * dx, ay + length * dy]),
+        "left": np.stack([cx + half * nx, cy + half * ny], axis=1),
+        "right": np.stack([cx - half * nx, cy - half * ny], axis=1),
+    }
+
+
+def _paint_apical(p: Painter, layout: ViewLayout, patient: Patient, lv: LVGeometry, state: dict,
+                  four_chamber: bool) -> None:
+    ax, ay = layout.anchor
+    dx, dy = lv_axis(layout)
+    nx, ny = dy, -dx  # lateral normal: points to screen-right for a vertical axis
+    L, W, h = _col(lv.length), _col(lv.width), _col(lv.wall)
+    beta = patient.base_narrowing
+    c = _col(state["contraction"])
+    bx, by = ax + L * dx, ay + L * dy  # mitral annulus centre (moves towards the apex)
+    annulus = W * (1.0 - beta)
+
+    # Atria sit beyond the base plane; they fill while the ventricles empty.
+    la_r = 20.0 * patient.la_size * (1.0 + 0.12 * c)
+    la_cx, la_cy = bx + dx * la_r * 0.95, by + dy * la_r * 0.95
+    la_lat = 0.0 if not four_chamber else 0.15 * la_r
+    la_cx, la_cy = la_cx + la_lat * nx, la_cy + la_lat * ny
+    la_rb = np.maximum(la_r * 0.9, annulus * 1.05)
+
+    if four_chamber:
+        # RV: shorter and narrower, on screen-left of the LV, sharing the septum.
+        rv_w = W * patient.rv_size
+        rv_l = L * 0.82
+        rv_wall = 3.5
+        rv_shift = W + h + rv_w * 0.92 + 1.0
+        rax, ray = ax - nx * rv_shift + dx * (L - rv_l), ay - ny * rv_shift + dy * (L - rv_l)
+        rbx, rby = rax + rv_l * dx, ray + rv_l * dy
+        ra_r = 18.0 * patient.ra_size * (1.0 + 0.1 * c)
+        ra_cx, ra_cy = rbx + dx * ra_r * 0.95 - nx * 2.0, rby + dy * ra_r * 0.95 - ny * 2.0
+
+    # Heart tissue envelope and pericardium (bright rim) around the ventricles.
+    p.paint(p.bullet(ax, ay, dx, dy, L, W, beta, margin=h + 7.0, base_cut=False), MAT_HEART_TISSUE)
+    p.paint(p.ellipse(la_cx, la_cy, la_r, la_rb, _angle(dx, dy), margin=5.0), MAT_HEART_TISSUE)
+    if four_chamber:
+        p.paint(p.bullet(rax, ray, dx, dy, rv_l, rv_w, beta, margin=rv_wall + 6.0, base_cut=False),
+                MAT_HEART_TISSUE)
+        p.paint(p.ellipse(ra_cx, ra_cy, ra_r, ra_r * 0.95, 0.0, margin=5.0), MAT_HEART_TISSUE)
+        p.paint(p.bullet(rax, ray, dx, dy, rv_l, rv_w, beta, margin=rv_wall + 2.5), MAT_PERICARDIUM)
+    p.paint(p.bullet(ax, ay, dx, dy, L, W, beta, margin=h + 2.5), MAT_PERICARDIUM)
+
+    behind_base = p.halfplane(bx, by, dx, dy)
+    p.paint(p.ellipse(la_cx, la_cy, la_r, la_rb, _angle(dx, dy)) & behind_base, MAT_BLOOD, LEFT_ATRIUM)
+    if four_chamber:
+        behind_rv = p.halfplane(rbx, rby, dx, dy)
+        p.paint(p.ellipse(ra_cx, ra_cy, ra_r, ra_r * 0.95, 0.0) & behind_rv, MAT_BLOOD, RIGHT_ATRIUM)
+        p.paint(p.bullet(rax, ray, dx, dy, rv_l, rv_w, beta, margin=rv_wall), MAT_MYOCARDIUM)
+        p.paint(p.bullet(rax, ray, dx, dy, rv_l, rv_w, beta), MAT_BLOOD, RV_CAVITY)
+    p.paint(p.bullet(ax, ay, dx, dy, L, W, beta, margin=h), MAT_MYOCARDIUM, LV_MYOCARDIUM)
+    p.paint(p.bullet(ax, ay, dx, dy, L, W, beta), MAT_BLOOD, LV_CAVITY)
+
+    # Mitral leaflets hinged at the annulus; they open towards the apex.
+    mo = _col(state["mitral_open"])
+    axis_deg = _angle(dx, dy)
+    for side, frac in ((+1.0, 0.55), (-1.0, 0.45)):
+        hx, hy = bx + side * annulus * nx, by + side * annulus * ny
+        inward = _angle(-side * nx + 0.15 * dx, -side * ny + 0.15 * dy)
+        opened = axis_deg + 180.0 + side * 12.0
+        _leaflet(p, hx, hy, inward, _unwrap(inward, opened), mo, 2.0 * annulus * frac, 1.6, MAT_VALVE)
+    if four_chamber:
+        rv_ann = rv_w * (1.0 - beta)
+        for side, frac in ((+1.0, 0.5), (-1.0, 0.5)):
+            hx, hy = rbx + side * rv_ann * nx, rby + side * rv_ann * ny
+            inward = _angle(-side * nx + 0.15 * dx, -side * ny + 0.15 * dy)
+            opened = axis_deg + 180.0 - side * 10.0
+            _leaflet(p, hx, hy, inward, _unwrap(inward, opened), mo, 2.0 * rv_ann * frac, 1.4, MAT_VALVE)
+
+
+def _unwrap(ref: float, angle):
+    """``angle`` shifted by multiples of 360 to lie within 180 degrees of ``ref``."""
+    return ref + ((np.asarray(angle) - ref + 180.0) % 360.0) - 180.0
+
+
+def _aortic_valve(p: Painter, patient: Patient, state: dict, qx, qy, ex, ey, radius) -> None:
+    """Two aortic cusps at the annulus (qx, qy) of an aorta running along (ex, ey)."""
+    grade = patient.as_severity
+    opening = _col(state["aortic_open"]) * _AS_OPENING[grade]
+    thick = _AS_THICKNESS[grade]
+    material = MAT_VALVE if grade == "none" else MAT_CALCIFIED
+    nx, ny = -ey, ex
+    along = _angle(ex, ey)
+    # Regurgitant valves do not coapt: the cusps stop short of the centre.
+    reach = 0.82 if patient.aortic_regurgitation else 1.05
+    for side in (+1.0, -1.0):
+        hx, hy = qx + side * radius * nx, qy + side * radius * ny
+        inward = _angle(-side * nx - 0.2 * ex, -side * ny - 0.2 * ey)
+        opened = along + side * 8.0
+        _leaflet(p, hx, hy, inward, _unwrap(inward, opened), opening, radius * reach, thick, material)
+
+
+def _paint_plax(p: Painter, layout: ViewLayout, patient: Patient, lv: LVGeometry, state: dict) -> None:
+    ax, ay = layout.anchor
+    dx, dy = lv_axis(layout)
+    nx, ny = -dy, dx  # points deeper (posterior)
+    L, W, h = _col(lv.length), _col(lv.width), _col(lv.wall)
+    beta = patient.base_narrowing
+    c = _col(state["contraction"])
+    # In PLAX the base is fixed (mitral-aortic junction); the apex end moves.
+    base_x = ax + lv.length_ed * dx
+    base_y = ay + lv.length_ed * dy
+    apx, apy = base_x - L * dx, base_y - L * dy
+    annulus = W * (1.0 - beta)
+    r_ao = patient.aortic_radius_mm
+    # Aortic root: continues the septum (anterior), heading right and slightly up.
+    ea = np.deg2rad(_angle(dx, dy) - 12.0)
+    ex, ey = float(np.cos(ea)), float(np.sin(ea))
+    qx, qy = base_x - nx * (annulus - r_ao * 0.9) + dx * 3.0, base_y - ny * (annulus - r_ao * 0.9) + dy * 3.0
+    la_r = 19.0 * patient.la_size * (1.0 + 0.12 * c)
+    la_cx = base_x + dx * la_r * 0.9 + nx * (annulus * 0.55)
+    la_cy = base_y + dy * la_r * 0.9 + ny * (annulus * 0.55)
+    # RV: band in front of (shallower than) the septum.
+    rv_thick = 12.0 + 10.0 * patient.rv_size
+    rv_cx, rv_cy = base_x - dx * lv.length_ed * 0.45 - nx * (W + h + rv_thick * 0.55), \
+        base_y - dy * lv.length_ed * 0.45 - ny * (W + h + rv_thick * 0.55)
+
+    p.paint(p.ellipse(rv_cx, rv_cy, lv.length_ed * 0.75, rv_thick * 0.5, _angle(dx, dy), margin=5.0),
+            MAT_HEART_TISSUE)
+    p.paint(p.bullet(apx, apy, dx, dy, L, W, beta, margin=h + 6.0, base_cut=False), MAT_HEART_TISSUE)
+    p.paint(p.ellipse(la_cx, la_cy, la_r, la_r * 0.95, 0.0, margin=5.0), MAT_HEART_TISSUE)
+    p.paint(p.capsule(qx, qy, qx + ex * 90.0, qy + ey * 90.0, r_ao + 3.5), MAT_HEART_TISSUE)
+    # Bright posterior pericardium behind the LV and LA.
+    post = p.bullet(apx, apy, dx, dy, L, W, beta, margin=h + 3.0, base_cut=False) | \
+        p.ellipse(la_cx, la_cy, la_r, la_r * 0.95, 0.0, margin=3.5)
+    p.paint(post & p.halfplane(apx, apy, nx, ny), MAT_PERICARDIUM)
+    p.paint(p.ellipse(rv_cx, rv_cy, lv.length_ed * 0.75, rv_thick * 0.5, _angle(dx, dy), margin=3.0)
+            & p.halfplane(rv_cx, rv_cy, -nx, -ny), MAT_MYOCARDIUM)
+    p.paint(p.ellipse(rv_cx, rv_cy, lv.length_ed * 0.75, rv_thick * 0.5 * (1.0 - 0.15 * c), _angle(dx, dy)),
+            MAT_BLOOD, RV_CAVITY)
+    p.paint(p.ellipse(la_cx, la_cy, la_r, la_r * 0.95, 0.0) & p.halfplane(base_x, base_y, dx, dy),
+            MAT_BLOOD, LEFT_ATRIUM)
+    p.paint(p.capsule(qx, qy, qx + ex * 90.0, qy + ey * 90.0, r_ao) & p.halfplane(qx, qy, ex, ey),
+            MAT_BLOOD, AORTA)
+    p.paint(p.bullet(apx, apy, dx, dy, L, W, beta, margin=h), MAT_MYOCARDIUM, LV_MYOCARDIUM)
+    p.paint(p.bullet(apx, apy, dx, dy, L, W, beta), MAT_BLOOD, LV_CAVITY)
+    # LV outflow tract: blood between the cavity and the aortic annulus.
+    p.paint(p.capsule(qx - ex * 8.0, qy - ey * 8.0, qx, qy, r_ao * 0.85) & ~p.halfplane(qx, qy, ex, ey),
+            MAT_BLOOD, LV_CAVITY)
+
+    _aortic_valve(p, patient, state, qx, qy, ex, ey, r_ao)
+    mo = _col(state["mitral_open"])
+    axis_deg = _angle(dx, dy)
+    for side, frac in ((-1.0, 0.6), (+1.0, 0.42)):  # anterior (towards the aorta), posterior
+        hx, hy = base_x + side * annulus * nx, base_y + side * annulus * ny
+        inward = _angle(-side * nx + 0.15 * dx, -side * ny + 0.15 * dy)
+        opened = axis_deg + 180.0 - side * 15.0
+        _leaflet(p, hx, hy, inward, _unwrap(inward, opened), mo, 2.0 * annulus * frac, 1.6, MAT_VALVE)
+
+
+def _paint_psax(p: Painter, layout: ViewLayout, patient: Patient, lv: LVGeometry, state: dict) -> None:
+    cx, cy = layout.anchor
+    # Mid-papillary level: the cross-section halfway between base and apex.
+    r = _col(lv.width) * float(lv_profile(np.array([0.45]), patient.base_narrowing)[0])
+    h = _col(lv.wall)
+    c = _col(state["contraction"])
+    rot = np.deg2rad(layout.tilt_deg)
+    # RV crescent wraps the LV on the anterior (up) and screen-left side.
+    ang = np.deg2rad(-125.0) + rot
+    r_ed = lv.width_ed * float(lv_profile(np.array([0.45]), patient.base_narrowing)[0])
+    rv_r = r_ed * (1.25 + 0.5 * patient.rv_size) * (1.0 - 0.12 * c)
+    rvx, rvy = cx + np.cos(ang) * r_ed * 0.8, cy + np.sin(ang) * r_ed * 0.8
+    p.paint(p.ellipse(rvx, rvy, rv_r * 1.15, rv_r * 0.85, np.rad2deg(ang) + 90.0, margin=7.0), MAT_HEART_TISSUE)
+    p.paint(p.ellipse(cx, cy, r, r, 0.0, margin=h + 7.0), MAT_HEART_TISSUE)
+    p.paint(p.ellipse(cx, cy, r, r, 0.0, margin=h + 2.5), MAT_PERICARDIUM)
+    p.paint(p.ellipse(rvx, rvy, rv_r * 1.15, rv_r * 0.85, np.rad2deg(ang) + 90.0, margin=3.0), MAT_MYOCARDIUM)
+    p.paint(p.ellipse(rvx, rvy, rv_r * 1.15, rv_r * 0.85, np.rad2deg(ang) + 90.0), MAT_BLOOD, RV_CAVITY)
+    p.paint(p.ellipse(cx, cy, r, r, 0.0, margin=h), MAT_MYOCARDIUM, LV_MYOCARDIUM)
+    p.paint(p.ellipse(cx, cy, r, r, 0.0), MAT_BLOOD, LV_CAVITY)
+    # Papillary muscles: myocardium-bright inside the cavity (labelled cavity, as is usual).
+    for deg in (50.0, 140.0):
+        a = np.deg2rad(deg) + rot
+        p.paint(p.ellipse(cx + np.cos(a) * r * 0.68, cy + np.sin(a) * r * 0.68, r * 0.2, r * 0.16, deg),
+                MAT_MYOCARDIUM)
