@@ -112,19 +112,32 @@ def cavity_curve(frames: np.ndarray, ventricle_fraction: float = 0.6, dark: floa
 
 
 def find_ed_es(curve: np.ndarray, cycle: Optional[float]) -> tuple[list[int], list[int]]:
-    """ED = cavity maxima one cycle apart; ES = the minimum between (or after) each ED."""
+    """ES = cavity minima about one cycle apart; ED = the cavity maximum before each ES.
+
+    End-systole is a sharp minimum and easy to find; end-diastole sits on a flatter top
+    (diastasis, atrial kick), so it is searched between consecutive ES frames and, on a
+    flat top, the latest frame within 2% of the peak is taken (ejection starts after it).
+    Extrema at the very first or last frame are dropped: the clip may cut a beat there.
+    """
     T = len(curve)
     if cycle is None or cycle < 3:
         return [int(np.argmax(curve))], [int(np.argmin(curve))]
-    distance = max(2, int(round(0.7 * cycle)))
-    ed, _ = find_peaks(np.r_[-np.inf, curve, -np.inf], distance=distance)
-    es, _ = find_peaks(np.r_[np.inf, -curve, np.inf] * 1.0, distance=distance)
-    ed = [int(i - 1) for i in ed]
-    es = [int(i - 1) for i in es]
-    # Keep only extrema that stand out from the curve's range (noise makes spurious ones).
     span = float(curve.max() - curve.min()) or 1.0
-    ed = [i for i in ed if curve[i] >= curve.min() + 0.5 * span]
-    es = [i for i in es if curve[i] <= curve.min() + 0.5 * span]
+    es, _ = find_peaks(-curve, distance=max(2, int(round(0.7 * cycle))), prominence=0.2 * span)
+    es = [int(i) for i in es]
+    ed: list[int] = []
+    bounds = [max(0, (es[0] if es else T) - int(round(cycle)))] + es + [T]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi - lo < 0.5 * cycle:
+            continue
+        window = curve[lo:hi] if lo == 0 else curve[lo + 1:hi]
+        offset = lo if lo == 0 else lo + 1
+        if len(window) == 0:
+            continue
+        top = window.max()
+        j = offset + int(np.where(window >= top - 0.02 * span)[0].max())
+        if 0 < j < T - 1 and curve[j] >= curve.min() + 0.5 * span:
+            ed.append(j)
     return ed, es
 
 
