@@ -71,13 +71,13 @@ def cycle_length(similarity: np.ndarray, min_lag: int = 3, max_fraction: float =
     if hi >= T - 1 or T < 2 * min_lag:
         return None
     peaks, props = find_peaks(prof[: hi + 1], prominence=0.05)
-    peaks = [p for p in peaks if p >= min_lag]
-    if not peaks:
+    keep = [(p, q) for p, q in zip(peaks, props["prominences"]) if p >= min_lag]
+    if not keep:
         return None
-    best = max(prof[p] for p in peaks)
-    # The first peak that is nearly as high as the best one is the fundamental period
-    # (later peaks are its multiples).
-    k = next(p for p in peaks if prof[p] >= best - 0.15)
+    # The fundamental period is the first clear reprise; later peaks are its multiples and
+    # may stand higher (slow probe or breathing drift), so do not simply take the highest.
+    strongest = max(q for _, q in keep)
+    k = next(p for p, q in keep if q >= 0.4 * strongest)
     if 0 < k < T - 1:
         a, b, c = prof[k - 1], prof[k], prof[k + 1]
         denom = a - 2 * b + c
