@@ -68,7 +68,8 @@ def reconstruction_panels(original: np.ndarray, masked: np.ndarray, recon: np.nd
 
 
 def reconstruction_figure(strips: np.ndarray, out_png: str | Path, out_gif: str | Path,
-                          psnr: float, steps: Sequence[int] = (), fps: float = 8.0) -> tuple[Path, Path]:
+                          psnr: float, steps: Sequence[int] = (), fps: float = 8.0,
+                          baseline_psnr: Optional[float] = None) -> tuple[Path, Path]:
     """A PNG grid of a few time steps and a GIF of all (input | masked | reconstruction)."""
     plt = _plt()
     from matplotlib import animation
@@ -80,7 +81,8 @@ def reconstruction_figure(strips: np.ndarray, out_png: str | Path, out_gif: str 
         ax.imshow(strips[t], cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"step {t}: input | masked (75%) | reconstruction", fontsize=10)
         ax.axis("off")
-    fig.suptitle(f"masked PSNR {psnr:.2f} dB")
+    base = f" (flat-patch baseline {baseline_psnr:.2f} dB)" if baseline_psnr is not None else ""
+    fig.suptitle(f"masked PSNR {psnr:.2f} dB{base}")
     fig.tight_layout()
     out_png, out_gif = Path(out_png), Path(out_gif)
     out_png.parent.mkdir(parents=True, exist_ok=True)

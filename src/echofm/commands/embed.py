@@ -1,0 +1,129 @@
+"""`echofm embed`: video, per-time-step and token embeddings of many studies."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+NAME = "embed"
+HELP = "embed studies (DICOM/video/prepared clips) with a model: .npy files plus an index CSV"
+DESCRIPTION = (
+    "Reads every echo source under SRC (recursively), applies the same preprocessing as "
+    "`echofm prepare`, and embeds each whole video window by window. Per input it writes "
+    "<id>_video.npy [D] (mean over windows), <id>_frames.npy [W, T, D] (per-time-step projector "
+    "embeddings of each window) and, with --tokens, <id>_tokens.npy [W, T*L, D]; <id> is the "
+    "content hash of the decoded pixels. index.csv lists them; failures.csv lists inputs that "
+    "could not be read. A re-run skips inputs already embedded."
+)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("sources", nargs="+", metavar="SRC", help="files or folders of echo studies")
+    p.add_argument("--model", required=True, help="preset, echofm model dir, or public EchoFM .pth")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--tokens", action="store_true", help="also write token embeddings (large)")
+    p.add_argument("--stride", type=int, default=1, help="frame stride inside each window")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    p.add_argument("--keep-paths", action="store_true",
+                   help="write each input's path (relative to its SRC) in index.csv; off by default "
+                        "because archive paths may carry patient names")
+    p.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from echofm.errors import EchoFMError
+    from echofm.inference import embed_frames, load_study
+    from echofm.model import load_model
+    from echofm.preprocess.prepare import input_key, scan_sources
+
+    out = Path(args.out)
+    state = out / ".state"
+    state.mkdir(parents=True, exist_ok=True)
+    model = load_model(args.model).eval().to(args.device)
+    sources = scan_sources(args.sources)
+    done = failed = skipped = 0
+    bar = tqdm(sources, unit="study", desc="embed", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    for source in bar:
+        key = input_key(source)
+        marker = state / f"{key}.json"
+        if marker.exists() and not (args.retry_failed and '"failed"' in marker.read_text()):
+            skipped += 1
+            continue
+        try:
+            clip = load_study(source.path, model.cfg.img_size)
+            emb = embed_frames(model, clip.frames, stride=args.stride, batch_size=args.batch_size,
+                               precision=args.precision, device=args.device, keep_tokens=args.tokens)
+        except (EchoFMError, ValueError, OSError) as exc:
+            failed += 1
+            record = {"status": "failed", "file": source.relative, "reason": str(exc)}
+            _write_json_atomic(marker, record)
+            continue
+        ident = clip.content_hash[:20]
+        files = {"video": emb.video, "frames": emb.frames}
+        if emb.tokens is not None:
+            files["tokens"] = emb.tokens
+        for part, array in files.items():
+            _save_npy_atomic(out / f"{ident}_{part}.npy", np.asarray(array, dtype=np.float32))
+        row = {"id": ident, "frames": clip.num_frames, "fps": clip.fps or "", "windows": len(emb.starts),
+               "window_starts": " ".join(map(str, emb.starts)), "dim": int(emb.video.shape[-1]),
+               "tokens": int(emb.tokens is not None)}
+        if args.keep_paths:
+            row["source"] = source.relative
+        _write_json_atomic(marker, {"status": "done", "row": row})
+        done += 1
+    rows, failures = _collect(state)
+    _write_csv(out / "index.csv", rows)
+    _write_csv(out / "failures.csv", failures, ["file", "reason"])
+    print(json.dumps({"embedded": done, "skipped": skipped, "failed": failed, "index": str(out / "index.csv")}))
+    return 0
+
+
+def _collect(state: Path) -> tuple[list[dict], list[dict]]:
+    rows, failures = [], []
+    for marker in sorted(state.glob("*.json")):
+        record = json.loads(marker.read_text())
+        if record["status"] == "done":
+            rows.append(record["row"])
+        else:
+            failures.append({"file": record["file"], "reason": record["reason"]})
+    return rows, failures
+
+
+def _write_csv(path: Path, rows: list[dict], columns=None) -> None:
+    from echofm.model.weights import atomic_write
+
+    columns = columns or sorted({k for r in rows for k in r}, key=lambda k: (k != "id", k))
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns or ["id"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def _write_json_atomic(path: Path, record: dict) -> None:
+    from echofm.model.weights import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record)))
+
+
+def _save_npy_atomic(path: Path, array) -> None:
+    import numpy as np
+
+    from echofm.model.weights import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+    atomic_write(path, write)
