@@ -1,0 +1,1 @@
+"""Analysis of trained models: periodicity diagnostics, probes, figures, reports."""
