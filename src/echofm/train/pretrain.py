@@ -260,7 +260,7 @@ def _train(cfg: PretrainConfig, ctx: DistContext, dataset: Optional[Dataset], re
                 if step >= stop:
                     break
                 t0 = time.perf_counter()
-                sums = torch.zeros(len(LOSS_PARTS), dtype=torch.float64)
+                sums = torch.zeros(len(LOSS_PARTS), dtype=torch.float64, device=device)
                 for micro in range(cfg.accum_steps):
                     indices, batch = next(batches)
                     batch = batch.to(device, non_blocking=True)
@@ -272,10 +272,10 @@ def _train(cfg: PretrainConfig, ctx: DistContext, dataset: Optional[Dataset], re
                         with autocast(precision, device):
                             out = train_module(batch, noise=noise)
                         (out.loss / cfg.accum_steps).backward()
-                    sums += torch.tensor([float(getattr(out, k).detach()) for k in LOSS_PARTS],
-                                         dtype=torch.float64)
+                    # Stays on the device: one host sync per step, not one per loss part.
+                    sums += torch.stack([getattr(out, k).detach().double() for k in LOSS_PARTS])
                 # One collective on every rank: the ranks' mean loss parts (and NaN detection).
-                means = all_reduce_sum(ctx, (sums / cfg.accum_steps).to(device)).cpu() / ctx.world_size
+                means = all_reduce_sum(ctx, sums / cfg.accum_steps).cpu() / ctx.world_size
                 parts = {k: float(v) for k, v in zip(LOSS_PARTS, means)}
                 if not all(math.isfinite(v) for v in parts.values()):
                     raise NonFiniteLossError(step + 1, parts, ckpt_dir)
