@@ -1,0 +1,131 @@
+"""Training checkpoints: atomic writes, safe loading, "latest good" discovery, pruning.
+
+A checkpoint is one ``torch.save`` file ``step-00000042.pt`` holding plain data only
+(tensors, numbers, strings, lists, dicts, tuples): model and optimiser state, the step,
+the sampler position, the resolved config and the RNG states of every rank. Loading uses
+``torch.load(weights_only=True)`` with nothing allow-listed, so a checkpoint can never
+execute code.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from echofm.errors import EchoFMError
+from echofm.model.weights import atomic_write
+
+CHECKPOINT_FORMAT = "echofm-pretrain-checkpoint/1"
+REQUIRED_KEYS = ("format", "step", "model", "optimizer", "config", "rng", "sampler")
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+
+
+class CheckpointError(EchoFMError):
+    """A checkpoint file that cannot be used (names the file and the reason)."""
+
+
+def checkpoint_path(directory: Path, step: int) -> Path:
+    return Path(directory) / f"step-{step:08d}.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: a crash mid-write leaves the old files intact."""
+    state = dict(state, format=CHECKPOINT_FORMAT)
+    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    return Path(path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read and validate a checkpoint without executing any pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle globals, I/O errors
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {first})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an echofm pretraining checkpoint "
+                              f"(expected format {CHECKPOINT_FORMAT!r})")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
+    return state
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every finished checkpoint file, oldest first (temp files ignored)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for p in directory.iterdir():
+        m = _NAME.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_good_checkpoint(directory: Path) -> Optional[tuple[Path, dict[str, Any]]]:
+    """The newest checkpoint that loads and validates; corrupt ones are skipped with a warning."""
+    for _, path in reversed(list_checkpoints(directory)):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as exc:
+            warnings.warn(f"skipping bad checkpoint: {exc}")
+    return None
+
+
+def prune_checkpoints(directory: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints (0 keeps all); returns what went."""
+    if keep_last <= 0:
+        return []
+    old = list_checkpoints(directory)[:-keep_last]
+    for _, path in old:
+        path.unlink(missing_ok=True)
+    return [p for _, p in old]
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Temp files left by a process killed mid-write (``.step-*.tmp``); never a finished file."""
+    directory = Path(directory)
+    stale = sorted(directory.glob(".step-*.pt.*.tmp")) if directory.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+# --- random number generators ----------------------------------------------------------
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's torch (CPU and CUDA), numpy and Python RNG states as plain data."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of ``capture_rng_state``."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
