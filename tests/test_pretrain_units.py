@@ -191,60 +191,34 @@ def test_cli_print_config_and_clear_errors(tmp_path, capsys):
     assert "x.yaml: no such config file" in capsys.readouterr().err
 
 
-# --- the wiring expected from the sibling packages (stubbed until they merge) ----------------
+# --- the real data sources wired together -------------------------------------------------
 
 MICRO = ["--set", "model.img_size=32", "--set", "model.patch_size=8", "--set", "model.embed_dim=32",
          "--set", "model.depth=1", "--set", "model.num_heads=2", "--set", "model.decoder_embed_dim=32",
          "--set", "model.decoder_depth=1", "--set", "model.decoder_num_heads=2"]
 
 
-@pytest.fixture
-def stub_siblings(monkeypatch):
-    """Stand-ins with the API data.py expects from echofm.phantom and echofm.datasets.cache."""
-    import sys
-    import types
-    from types import SimpleNamespace
-
-    phantom = types.ModuleType("echofm.phantom")
-
-    def generate(seed, num_frames, size):
-        rng = np.random.default_rng(seed)
-        return SimpleNamespace(frames=rng.integers(0, 256, (num_frames, 48, 48), dtype=np.uint8),
-                               truth={"seed": seed})
-
-    phantom.generate = generate
-    cache = types.ModuleType("echofm.datasets.cache")
-
-    class CacheDataset(torch.utils.data.Dataset):
-        def __init__(self, root, num_frames, image_size, seed):
-            self.n, self.shape = 3, (3, num_frames, image_size, image_size)
-
-        def __len__(self):
-            return self.n
-
-        def __getitem__(self, i):
-            return torch.full(self.shape, 0.5)
-
-    cache.CacheDataset = CacheDataset
-    monkeypatch.setitem(sys.modules, "echofm.phantom", phantom)
-    monkeypatch.setitem(sys.modules, "echofm.datasets", types.ModuleType("echofm.datasets"))
-    monkeypatch.setitem(sys.modules, "echofm.datasets.cache", cache)
-
-
-def test_specs_mix_sources_and_synth_is_deterministic(tmp_path, stub_siblings):
+def test_specs_mix_sources_and_synth_is_deterministic(tmp_path):
+    from echofm.phantom import generate_case
+    from echofm.preprocess.prepare import prepare
+    from echofm.preprocess.transforms import PreprocessConfig
     from echofm.train.data import build_pretrain_dataset
 
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "manifest.csv").write_text("path\n")
+    (tmp_path / "videos").mkdir()
+    for i in range(3):
+        np.save(tmp_path / "videos" / f"clip{i}.npy", generate_case(i).frames)
+    prepare([tmp_path / "videos"], tmp_path / "cache", PreprocessConfig(size=48), workers=1, progress=False)
     cfg = preset("tiny").replace(img_size=32, patch_size=8)
-    mixed = build_pretrain_dataset(["synth:5", str(tmp_path / "cache")], cfg, seed=1)
+    mixed = build_pretrain_dataset(["synth:5", str(tmp_path / "cache")], cfg, seed=1, augment=True)
     assert len(mixed) == 8 and mixed[7].shape == (3, 16, 32, 32)
+    folder = build_pretrain_dataset([str(tmp_path / "videos")], cfg, seed=1)
+    assert len(folder) == 3 and folder[0].shape == (3, 16, 32, 32)
     again = build_pretrain_dataset(["synth:5"], cfg, seed=1)
     other = build_pretrain_dataset(["synth:5"], cfg, seed=2)
     assert torch.equal(mixed[2], again[2]) and not torch.equal(again[2], other[2])
 
 
-def test_cli_runs_stops_and_resumes(tmp_path, stub_siblings, capsys):
+def test_cli_runs_stops_and_resumes(tmp_path, capsys):
     from echofm.cli import main
     from echofm.train import checkpoint as ckpt
 

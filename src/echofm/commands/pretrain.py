@@ -41,7 +41,8 @@ _HELP = {
     "keep_last": "checkpoints to keep (0: all)",
     "seed": "random seed (data order, masks, initial weights)",
     "init": "start from these weights (a saved model dir or a public EchoFM .pth)",
-    "frame_stride": "temporal stride when sampling frames from video files",
+    "frame_stride": "temporal stride of each sampled window (default 4: 16 frames span ~2 s at "
+                    "30 fps, about two beats); phantoms are generated at 30/stride fps",
 }
 
 
@@ -64,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recompute block activations in backward (less memory, ~30%% slower)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="light echo augmentations (crop/scale jitter, rotation, gain, speckle) on "
+                             "prepared-cache clips")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar / progress lines")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any config field, YAML-typed; model.X reaches the model config "
@@ -86,7 +90,7 @@ def build_config(args: argparse.Namespace):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
-    for name in ("activation_checkpointing", "compile"):
+    for name in ("activation_checkpointing", "compile", "augment"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.no_progress:

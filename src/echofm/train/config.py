@@ -60,7 +60,10 @@ class PretrainConfig:
     activation_checkpointing: bool = False
     compile: bool = False
     workers: int = 4  # DataLoader worker processes per rank
-    frame_stride: int = 1  # temporal stride when sampling frames from a video file
+    # Temporal stride of the sampled window: 16 frames x 4 at 30 fps span ~2 s, about two
+    # beats, which the periodic objective needs (one clip must hold repeated phases).
+    frame_stride: int = 4
+    augment: bool = True  # light echo augmentations on prepared-cache clips
     # Checkpoints and logging.
     checkpoint_every: int = 500  # optimiser steps; 0: only at the end
     keep_last: int = 3  # checkpoints kept (0 keeps all)

@@ -21,15 +21,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from echofm.config import ModelConfig
 from echofm.errors import EchoFMError
-
-VIDEO_SUFFIXES = (".dcm", ".dicom", ".avi", ".mp4", ".mov", ".mkv", ".nii", ".nii.gz", ".mhd",
-                  ".npy")
-
+from echofm.preprocess.transforms import resize_frames, sample_window, to_model_tensor
 
 class DataSpecError(EchoFMError):
     """A ``--data`` spec that cannot be turned into a dataset (names the spec and why)."""
@@ -45,72 +41,57 @@ def frames_to_model_clip(frames: np.ndarray, cfg: ModelConfig, start: int = 0,
                          stride: int = 1) -> torch.Tensor:
     """uint8 ``[T, H, W]`` or ``[T, H, W, 3]`` -> float ``[3, F, S, S]`` in [0, 1] for ``cfg``.
 
-    Takes ``cfg.num_frames`` frames from ``start`` every ``stride`` (looping a short clip)
-    and resizes to ``cfg.img_size`` square. Interim glue: after merge this should defer
-    to the shared preprocessing steps so training and inference cannot drift apart.
+    Takes ``cfg.num_frames`` frames from ``start`` every ``stride`` (a short clip loops, as a
+    cine does) and resizes to ``cfg.img_size`` with the shared preprocessing functions.
     """
     arr = np.asarray(frames)
-    if arr.ndim == 3:
-        arr = arr[..., None]
-    if arr.ndim != 4 or arr.shape[0] == 0:
-        raise ValueError(f"frames must be [T, H, W] or [T, H, W, C] with T > 0, got {arr.shape}")
+    if arr.ndim not in (3, 4) or arr.shape[0] == 0:
+        raise ValueError(f"frames must be [T, H, W] or [T, H, W, 3] with T > 0, got {arr.shape}")
     idx = (start + stride * np.arange(cfg.num_frames)) % arr.shape[0]
-    x = torch.from_numpy(np.ascontiguousarray(arr[idx])).float().div_(255.0)  # [F, H, W, C]
-    x = x.permute(3, 0, 1, 2)  # [C, F, H, W]
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1, -1)
-    if x.shape[-2:] != (cfg.img_size, cfg.img_size):
-        x = F.interpolate(x, size=(cfg.img_size, cfg.img_size), mode="bilinear", align_corners=False,
-                          antialias=True)
-    return x[:3].clamp_(0.0, 1.0).contiguous()
+    window = arr[idx]
+    if window.shape[1:3] != (cfg.img_size, cfg.img_size):
+        window = resize_frames(window, cfg.img_size)
+    return to_model_tensor(window)
 
 
 class PhantomClips(Dataset):
-    """``synth:N``: N phantom clips, clip i generated from ``stable_seed(seed, "synth", i)``."""
+    """``synth:N``: N phantom clips, clip i generated from ``stable_seed(seed, "synth", i)``.
 
-    def __init__(self, count: int, cfg: ModelConfig, seed: int):
+    Frames are generated at ``30 / stride`` fps, the rate a stride-``stride`` window of a
+    30 fps recording has, so a window spans the same time as on real data.
+    """
+
+    def __init__(self, count: int, cfg: ModelConfig, seed: int, stride: int = 1):
+        from echofm.phantom import PhantomConfig
+
         self.count, self.cfg, self.seed = count, cfg, seed
-        try:
-            from echofm import phantom  # lazy: optional sibling package
-        except ImportError as exc:
-            raise DataSpecError(f"synth:{count}: the phantom generator (echofm.phantom) is not "
-                                f"available ({exc})") from exc
-        # Expected after merge: generate(seed, num_frames, size) -> object with uint8 .frames
-        # [T, H, W] (plus ground truth). Resolved here once so a wrong API fails at startup.
-        self._generate: Callable = getattr(phantom, "generate", None)
-        if self._generate is None:
-            raise DataSpecError(f"synth:{count}: echofm.phantom has no generate(seed, num_frames, "
-                                f"size) function")
+        self.phantom = PhantomConfig(size=cfg.img_size, num_frames=cfg.num_frames, fps=30.0 / stride)
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        sample = self._generate(seed=stable_seed(self.seed, "synth", index),
-                                num_frames=self.cfg.num_frames, size=self.cfg.img_size)
-        frames = getattr(sample, "frames", sample)
-        return frames_to_model_clip(frames, self.cfg)
+        from echofm.phantom import generate_case
+
+        case = generate_case(stable_seed(self.seed, "synth", index), self.phantom)
+        return frames_to_model_clip(case.frames, self.cfg)
 
 
 class VideoFolder(Dataset):
-    """Every echo file under a folder, read on the fly with ``echofm.read_clip``.
+    """Every echo file under a folder, read and preprocessed on the fly (``load_study``).
 
     The start frame is drawn from (seed, epoch, index), so it changes per epoch yet
-    resumes exactly.
+    resumes exactly. Slow (each item decodes and finds the sector): prepare a cache for
+    real runs.
     """
 
     def __init__(self, root: Path, cfg: ModelConfig, seed: int, stride: int = 1):
+        from echofm.preprocess.prepare import scan_sources
+
         self.root, self.cfg, self.seed, self.stride, self.epoch = root, cfg, seed, stride, 0
-        self.files = sorted(p for p in root.rglob("*")
-                            if p.is_file() and p.name.lower().endswith(VIDEO_SUFFIXES))
+        self.files = [s.path for s in scan_sources([root])]
         if not self.files:
-            raise DataSpecError(f"{root}: no echo files found (looked for "
-                                f"{', '.join(VIDEO_SUFFIXES)}) and no manifest.csv")
-        try:
-            from echofm import read_clip  # lazy: the io registry lands with the ingest work
-        except ImportError as exc:
-            raise DataSpecError(f"{root}: reading videos needs echofm.read_clip ({exc})") from exc
-        self._read = read_clip
+            raise DataSpecError(f"{root}: no echo files found and no manifest.csv")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -119,30 +100,28 @@ class VideoFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        clip = self._read(self.files[index])
-        span = self.cfg.num_frames * self.stride
-        room = max(clip.num_frames - span, 0)
+        from echofm.inference import load_study
+
+        clip = load_study(self.files[index], self.cfg.img_size)
         rng = np.random.default_rng(stable_seed(self.seed, self.epoch, "video", index))
-        return frames_to_model_clip(clip.frames, self.cfg, int(rng.integers(0, room + 1)), self.stride)
+        start = sample_window(clip.num_frames, self.cfg.num_frames, self.stride, rng)[0]
+        return frames_to_model_clip(clip.frames, self.cfg, int(start), self.stride)
 
 
-def _cache_dataset(root: Path, cfg: ModelConfig, seed: int) -> Dataset:
-    try:
-        from echofm.datasets.cache import CacheDataset  # lazy: lands with the ingest work
-    except ImportError as exc:
-        raise DataSpecError(f"{root}: reading a prepared cache needs echofm.datasets.cache "
-                            f"({exc})") from exc
-    # Expected after merge: CacheDataset(root, num_frames=, image_size=, seed=) -> [3, T, H, W].
-    return CacheDataset(root, num_frames=cfg.num_frames, image_size=cfg.img_size, seed=seed)
+def _cache_dataset(root: Path, cfg: ModelConfig, seed: int, stride: int, augment: bool) -> Dataset:
+    from echofm.datasets.cache import CacheDataset
+
+    return CacheDataset(root, num_frames=cfg.num_frames, stride=stride, size=cfg.img_size,
+                        augment=augment, random_window=True, seed=seed)
 
 
-def resolve_spec(spec: str, cfg: ModelConfig, seed: int, frame_stride: int = 1) -> Dataset:
+def resolve_spec(spec: str, cfg: ModelConfig, seed: int, frame_stride: int = 1, augment: bool = False) -> Dataset:
     """One ``--data`` spec -> Dataset (see the module docstring for the forms)."""
     if spec.startswith("synth:"):
         count = spec.split(":", 1)[1]
         if not count.isdigit() or int(count) <= 0:
             raise DataSpecError(f"{spec}: expected synth:N with N a positive integer")
-        return PhantomClips(int(count), cfg, seed)
+        return PhantomClips(int(count), cfg, seed, frame_stride)
     root = Path(spec).expanduser()
     if not root.exists():
         raise DataSpecError(f"{spec}: no such directory (expected a prepared cache, a folder of "
@@ -151,17 +130,17 @@ def resolve_spec(spec: str, cfg: ModelConfig, seed: int, frame_stride: int = 1) 
         raise DataSpecError(f"{spec}: not a directory (expected a prepared cache, a folder of "
                             f"echo files or synth:N)")
     if (root / "manifest.csv").is_file():
-        return _cache_dataset(root, cfg, seed)
+        return _cache_dataset(root, cfg, seed, frame_stride, augment)
     return VideoFolder(root, cfg, seed, frame_stride)
 
 
 def build_pretrain_dataset(specs: Sequence[str], model_cfg: ModelConfig, seed: int,
-                           frame_stride: int = 1) -> Dataset:
+                           frame_stride: int = 1, augment: bool = False) -> Dataset:
     """All ``specs`` as one Dataset of float clips ``[3, F, H, W]`` (ConcatDataset if several)."""
     if not specs:
         raise DataSpecError("no data given: pass --data DIR, --data synth:N, or list them under "
                             "'data:' in the YAML config")
-    sources = [resolve_spec(s, model_cfg, seed, frame_stride) for s in specs]
+    sources = [resolve_spec(s, model_cfg, seed, frame_stride, augment) for s in specs]
     for spec, source in zip(specs, sources):
         if len(source) == 0:
             raise DataSpecError(f"{spec}: the source holds no clips")

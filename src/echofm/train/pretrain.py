@@ -192,7 +192,7 @@ def _train(cfg: PretrainConfig, ctx: DistContext, dataset: Optional[Dataset], re
     model.set_activation_checkpointing(cfg.activation_checkpointing)
 
     if dataset is None:
-        dataset = build_pretrain_dataset(cfg.data, cfg.model, cfg.seed, cfg.frame_stride)
+        dataset = build_pretrain_dataset(cfg.data, cfg.model, cfg.seed, cfg.frame_stride, cfg.augment)
     check_clip(dataset[0], cfg.model, f"data {', '.join(cfg.data) or type(dataset).__name__}")
     clips = IndexedClips(dataset)
     sampler = DistributedSampler(clips, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
