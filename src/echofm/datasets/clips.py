@@ -128,7 +128,8 @@ def window_masks(masks: dict[int, np.ndarray], idx: np.ndarray, height: int, wid
 
 
 class VideoWindows(Dataset):
-    """All covering windows of each sample (evaluation).
+    """All covering windows of each sample (evaluation); for segmentation every frame
+    is in at least one window (windows are repeated at each of the ``period`` phases).
 
     Items: ``{"clips": [W, 3, F, S, S], "indices": long [W, F] frame indices, "index": int,
     "num_frames": T}``; with ``segmentation`` also ``"masks": {frame: long [S, S]}``.
@@ -151,6 +152,9 @@ class VideoWindows(Dataset):
         if self.max_windows and len(starts) > self.max_windows:
             keep = np.linspace(0, len(starts) - 1, self.max_windows).round().astype(int)
             starts = [starts[k] for k in keep]
+        if self.segmentation and self.period > 1:
+            # Every frame needs a prediction: shift each window by 0 .. period-1 frames.
+            starts = sorted({s + o for s in starts for o in range(self.period) if s + o < T})
         windows = np.stack([window_indices(T, self.num_frames, self.period, s) for s in starts])
         resized = to_model_frames(frames, self.size)  # [3, T, S, S]: resize once, then gather windows
         clips = torch.stack([resized[:, w] for w in windows])
