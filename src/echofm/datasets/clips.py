@@ -33,7 +33,7 @@ def to_model_frames(frames: np.ndarray, size: int) -> torch.Tensor:
     x = x.permute(0, 3, 1, 2)  # [T, 3, H, W]
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.clamp_(0, 1).permute(1, 0, 2, 3).contiguous()
+    return x.clamp(0, 1).permute(1, 0, 2, 3).contiguous()
 
 
 def resize_labels(labels: np.ndarray, size: int) -> torch.Tensor:

@@ -8,6 +8,13 @@ from typing import Optional
 from echofm.datasets.base import DatasetError, DatasetIndex
 
 FORMATS = ("echonet", "camus", "tmed", "lvh", "pediatric", "csv")
+# Which label a task learns when --target is not given, where it differs from the task's own default.
+_DEFAULT_TARGETS = {("disease", "tmed"): "diagnosis", ("view", "csv"): "label", ("ef", "csv"): "label"}
+
+
+def default_target(task: str, fmt: str) -> Optional[str]:
+    """The label a task reads from a format by default (None: the task's own default)."""
+    return _DEFAULT_TARGETS.get((task, fmt))
 
 
 def read_dataset(fmt: str, root: str | Path, task: Optional[str] = None, target: Optional[str] = None,
