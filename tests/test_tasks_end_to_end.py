@@ -89,6 +89,18 @@ def test_cli_finetune_and_evaluate_multilabel_disease(toy, tmp_path, capsys):
     assert rc == 2 and "no task.json" in capsys.readouterr().err
 
 
+def test_finetune_and_evaluate_compares_inits_in_a_few_lines(toy, tmp_path):
+    from echofm.tasks import finetune_and_evaluate
+
+    data = read_dataset("csv", toy / "data", task="view", target="view")
+    cfg = FinetuneConfig(task="view", target="view", epochs=1, batch_size=6, progress=False, validate=False)
+    scores = {name: finetune_and_evaluate(data, init, cfg, tmp_path / name)["main_metric"]
+              for name, init in {"saved": toy / "init", "random": toy / "init"}.items()}
+    assert scores["saved"]["name"] == "video.balanced_accuracy"
+    assert scores["saved"]["value"] == pytest.approx(scores["random"]["value"])  # same init, same seed
+    assert (tmp_path / "saved" / "eval" / "metrics.json").exists()
+
+
 def test_cli_view_classification_confusion_and_roc(toy, tmp_path):
     assert main(["finetune", "--task", "view", "--data", str(toy / "data" / "manifest.csv"), "--format", "csv",
                  "--target", "view", "--init", str(toy / "init"), "--out", str(tmp_path / "run"), "--epochs", "1",

@@ -33,7 +33,7 @@ def get_task(name: str):
 
 def __getattr__(name: str):
     # Lazy public names: importing echofm.tasks stays light (no torch data loading) until used.
-    if name in ("finetune", "evaluate", "FinetuneConfig", "FinetuneResult"):
+    if name in ("finetune", "evaluate", "finetune_and_evaluate", "FinetuneConfig", "FinetuneResult"):
         from echofm.tasks import engine
 
         return getattr(engine, name)
@@ -44,5 +44,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'echofm.tasks' has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "get_task", "finetune", "evaluate", "FinetuneConfig", "FinetuneResult", "TaskModel",
+__all__ = ["TASKS", "get_task", "finetune", "evaluate", "finetune_and_evaluate", "FinetuneConfig", "FinetuneResult", "TaskModel",
            "TaskSpec", "load_task_model", "save_task_model"]

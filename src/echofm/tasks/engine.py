@@ -343,3 +343,21 @@ def evaluate(model_dir: str | Path | TaskModel, data: DatasetIndex, split: str =
         lines = "".join(json.dumps(r, default=str) + "\n" for r in records)
         atomic_write(out / "predictions.jsonl", lambda tmp: Path(tmp).write_text(lines))
     return metrics
+
+
+def finetune_and_evaluate(data: DatasetIndex, init, config: FinetuneConfig, out_dir: str | Path,
+                          split: str = "test") -> dict:
+    """Adapt ``init`` then score it on ``split``: the metrics, with ``main_metric`` added.
+
+    Comparing encoders is then a loop, e.g. pretrained vs random init on phantom EF::
+
+        for name, init in {"pretrained": run_dir, "random": "echofm-tiny"}.items():
+            scores[name] = finetune_and_evaluate(data, init, cfg, out / name)["main_metric"]["value"]
+    """
+    out = Path(out_dir)
+    result = finetune(data, init, config, out / "run")
+    metrics = evaluate(result.model, data, split=split, out_dir=out / "eval", options=config.eval_options())
+    name, value, higher = get_task(config.task).main_metric(metrics)
+    metrics["main_metric"] = {"name": name, "value": value, "higher_is_better": higher}
+    _write_json(out / "eval" / "metrics.json", metrics)
+    return metrics
