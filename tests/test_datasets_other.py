@@ -82,5 +82,9 @@ def test_manifest_reader_any_source(tmp_path):
     (tmp_path / "empty.csv").write_text("path,label\nclips/a.avi,\n")
     with pytest.raises(DatasetError, match="no usable manifest items"):
         read_dataset("csv", tmp_path / "empty.csv")
+    # The phantom "folder" layout names its files in a `filename` column of labels.csv.
+    (tmp_path / "alias").mkdir()
+    (tmp_path / "alias" / "labels.csv").write_text("filename,view\n../clips/a.avi,A4C\n")
+    assert read_dataset("csv", tmp_path / "alias", target="view").samples[0].targets == {"view": "A4C"}
     with pytest.raises(DatasetError, match="unknown dataset format"):
         read_dataset("kaggle", tmp_path)

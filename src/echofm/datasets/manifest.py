@@ -2,7 +2,7 @@
 
     path,label[,split][,more columns...]
 
-``path`` is relative to the CSV's folder (or absolute). ``label`` is a class name, a
+``path`` (or ``filename`` / ``file``) is relative to the CSV's folder (or absolute). ``label`` is a class name, a
 number (regression) or several class names separated by ``;`` or ``|`` (multi-label).
 ``split`` is train/val/test; without the column every row is ``train``. Extra columns
 become further targets (``--target`` picks one), and a ``group`` column groups rows
@@ -12,10 +12,12 @@ become further targets (``--target`` picks one), and a ``group`` column groups r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from echofm.datasets.base import DatasetError, DatasetIndex, Sample, SkipLog, finish, normalise_split, read_csv_rows
 
 MANIFEST_NAMES = ("manifest.csv", "labels.csv")
+PATH_COLUMNS = ("path", "filename", "file")
 
 
 def find_manifest(data: Path) -> Path:
@@ -28,10 +30,17 @@ def find_manifest(data: Path) -> Path:
     raise DatasetError(f"{data}: no manifest CSV (give the file, or put {' or '.join(MANIFEST_NAMES)} there)")
 
 
-def read_manifest(data: str | Path, target: str = "label", path_column: str = "path",
+def read_manifest(data: str | Path, target: str = "label", path_column: Optional[str] = None,
                   strict: bool = False) -> DatasetIndex:
-    """Index a manifest CSV; rows whose ``target`` is empty or whose file is missing are skipped."""
+    """Index a manifest CSV; rows whose ``target`` is empty or whose file is missing are skipped.
+
+    path_column: the column naming the files (default: the first of path, filename, file present).
+    """
     csv_file = find_manifest(Path(data))
+    if path_column is None:
+        with open(csv_file, encoding="utf-8-sig") as f:
+            header = [h.strip() for h in f.readline().split(",")]
+        path_column = next((c for c in PATH_COLUMNS if c in header), "path")
     rows = read_csv_rows(csv_file, (path_column, target))
     skips = SkipLog("manifest", strict)
     samples: list[Sample] = []
