@@ -1,0 +1,95 @@
+"""`echofm finetune`: adapt an encoder to EF, view, segmentation or disease on a public dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "finetune"
+HELP = "adapt a pretrained encoder to a clinical task (linear / attentive probe or full fine-tuning)"
+DESCRIPTION = (
+    "Adapt an EchoFM encoder to ejection fraction (ef), view classification (view), chamber segmentation "
+    "(segment) or disease grading (disease), reading the dataset in its public layout. Writes RUN/config.json, "
+    "RUN/metrics.jsonl, RUN/checkpoint.pt (resume) and the best model (RUN/model.safetensors + task.json).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from echofm.datasets.registry import FORMATS
+    from echofm.tasks import TASKS
+    from echofm.tasks.adapter import MODES
+    from echofm.tasks.disease import SCHEMES
+
+    p.add_argument("--task", required=True, choices=TASKS, help="what to learn")
+    p.add_argument("--data", required=True, help="dataset folder (or the CSV file for --format csv)")
+    p.add_argument("--format", required=True, choices=FORMATS, help="layout of --data")
+    p.add_argument("--init", required=True,
+                   help="encoder to adapt: a preset (echofm-tiny: random init), a saved echofm model directory, "
+                        "or a public EchoFM .pth")
+    p.add_argument("--mode", default="linear", choices=MODES,
+                   help="linear / attentive: probe on frozen features; full: fine-tune everything with "
+                        "layer-wise LR decay")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--target", default=None,
+                   help="label to learn (default: ef for ef, view for view, label for disease; e.g. IVSd for "
+                        "EchoNet-LVH, or a manifest column)")
+    p.add_argument("--labels", default=None, choices=SCHEMES,
+                   help="disease label scheme (default: as3 for TMED-2, else multiclass)")
+    p.add_argument("--label-fraction", type=float, default=1.0,
+                   help="share of the training split to use (class-stratified, seeded): few-shot curves")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per step")
+    p.add_argument("--lr", type=float, default=None,
+                   help="base learning rate, scaled by batch-size/64 (default per mode: linear 1e-2, "
+                        "attentive 1e-3, full 5e-4)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
+    p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise LR decay (full mode)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before cosine decay")
+    p.add_argument("--period", type=int, default=1, help="take every PERIOD-th frame into a clip")
+    p.add_argument("--eval-stride", type=int, default=None,
+                   help="frames between evaluation windows (default: back to back, covering the video)")
+    p.add_argument("--eval-max-windows", type=int, default=None, help="at most this many windows per video")
+    p.add_argument("--seg-layers", default=None,
+                   help="comma-separated encoder blocks feeding the segmentation decoder (default: 4 evenly spaced)")
+    p.add_argument("--attentive-queries", type=int, default=1, help="learned queries of the attentive probe")
+    p.add_argument("--seed", type=int, default=0, help="random seed (sampling, initialisation, label fraction)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="numeric precision")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on the first unusable dataset item instead of logging and skipping it")
+    p.add_argument("--no-validate", action="store_true", help="do not evaluate on the val split each epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def default_labels(task: str, fmt: str, labels: str | None) -> str | None:
+    if labels is None and task == "disease" and fmt == "tmed":
+        return "as3"
+    return labels
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from echofm.datasets import read_dataset
+    from echofm.datasets.registry import default_target
+    from echofm.tasks.engine import FinetuneConfig, finetune
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    target = args.target or default_target(args.task, args.format)
+    seg_layers = [int(x) for x in args.seg_layers.split(",")] if args.seg_layers else None
+    config = FinetuneConfig(
+        task=args.task, mode=args.mode, target=target, labels=default_labels(args.task, args.format, args.labels),
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        layer_decay=args.layer_decay, warmup_epochs=args.warmup_epochs, label_fraction=args.label_fraction,
+        seed=args.seed, period=args.period, eval_stride=args.eval_stride, eval_max_windows=args.eval_max_windows,
+        seg_layers=seg_layers, attentive_queries=args.attentive_queries, precision=args.precision,
+        device=args.device, num_workers=args.num_workers, validate=not args.no_validate,
+        progress=not args.no_progress)
+    data = read_dataset(args.format, args.data, task=args.task,
+                        target=target if args.format in ("csv", "tmed") else None, strict=args.strict)
+    result = finetune(data, args.init, config, args.out, resume=args.resume)
+    last = result.history[-1] if result.history else {}
+    print(json.dumps({"run": str(result.run_dir), "epochs": len(result.history),
+                      "train_loss": last.get("train_loss"), "best": result.best}, indent=2))
+    return 0

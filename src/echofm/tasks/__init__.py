@@ -1,0 +1,48 @@
+"""Downstream tasks: EF regression, view classification, chamber segmentation, disease.
+
+``finetune(data, init, FinetuneConfig(...), out_dir)`` adapts an encoder and writes a
+run; ``evaluate(run_dir, data, split, out_dir)`` scores it; ``load_task_model(run_dir)``
+gives the adapted model back for inference.
+"""
+
+from __future__ import annotations
+
+TASKS = ("ef", "view", "segment", "disease")
+
+
+def get_task(name: str):
+    """The Task object of ``name`` (ef, view, segment, disease)."""
+    if name == "ef":
+        from echofm.tasks.ef import EFTask
+
+        return EFTask()
+    if name == "view":
+        from echofm.tasks.view import ViewTask
+
+        return ViewTask()
+    if name == "segment":
+        from echofm.tasks.segmentation import SegmentationTask
+
+        return SegmentationTask()
+    if name == "disease":
+        from echofm.tasks.disease import DiseaseTask
+
+        return DiseaseTask()
+    raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+
+
+def __getattr__(name: str):
+    # Lazy public names: importing echofm.tasks stays light (no torch data loading) until used.
+    if name in ("finetune", "evaluate", "finetune_and_evaluate", "FinetuneConfig", "FinetuneResult"):
+        from echofm.tasks import engine
+
+        return getattr(engine, name)
+    if name in ("TaskModel", "TaskSpec", "load_task_model", "save_task_model"):
+        from echofm.tasks import adapter
+
+        return getattr(adapter, name)
+    raise AttributeError(f"module 'echofm.tasks' has no attribute {name!r}")
+
+
+__all__ = ["TASKS", "get_task", "finetune", "evaluate", "finetune_and_evaluate", "FinetuneConfig", "FinetuneResult", "TaskModel",
+           "TaskSpec", "load_task_model", "save_task_model"]

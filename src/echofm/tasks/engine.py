@@ -1,0 +1,363 @@
+"""Adapting an encoder to a task: a small, self-contained training loop.
+
+``finetune(data, init, config, out_dir)`` trains a ``TaskModel`` on the ``train`` split,
+validates on ``val`` (when present) after each epoch, and writes the run directory:
+
+    out_dir/config.json      the resolved FinetuneConfig, task spec, data and init source
+    out_dir/metrics.jsonl    one JSON line per epoch (loss, lr, validation metrics, time)
+    out_dir/checkpoint.pt    latest full state (model, optimiser, schedule, epoch, RNG): resume
+    out_dir/model.safetensors + task.json   the best model on validation (else the last)
+
+Modes: ``linear`` / ``attentive`` probes on frozen features; ``full`` fine-tuning with
+layer-wise learning-rate decay (block i of depth D gets ``lr * layer_decay**(D - i)``,
+the embeddings ``lr * layer_decay**(D + 1)``, the head ``lr``). ``label_fraction`` keeps
+a seeded, class-stratified (classification) or grouped share of the training split for
+few-shot curves. One process; multi-GPU runs are left to the pretraining engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from echofm.datasets.base import DatasetIndex, Sample
+from echofm.datasets.clips import ClipDataset
+from echofm.errors import EchoFMError
+from echofm.model.echofm import VideoEncoder
+from echofm.model.weights import atomic_write
+from echofm.precision import autocast
+from echofm.tasks import get_task
+from echofm.tasks.adapter import MODES, TaskModel, save_task_model
+from echofm.tasks.base import EvalOptions
+
+log = logging.getLogger("echofm.tasks")
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+# Base learning rates per mode (AdamW, scaled by batch_size / 64 as in MAE fine-tuning).
+DEFAULT_LR = {"linear": 1e-2, "attentive": 1e-3, "full": 5e-4}
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that defines an adaptation run (saved as ``config.json``).
+
+    task: ef | view | segment | disease. mode: linear | attentive | full.
+    target: which label of the samples to learn (default per task: ef, view, label).
+    labels: disease label scheme (as4, as3, ar, multiclass, multilabel).
+    lr: base learning rate (None: per mode, see DEFAULT_LR); the applied rate is
+        lr * batch_size / 64. warmup_epochs: linear warm-up, then cosine decay to 0.
+    period: take every period-th frame of a video into a clip.
+    eval_stride / eval_max_windows: evaluation windows (None: back to back, all).
+    seg_layers: encoder blocks feeding the segmentation decoder (None: 4 evenly spaced).
+    """
+
+    task: str = "ef"
+    mode: str = "linear"
+    target: Optional[str] = None
+    labels: Optional[str] = None
+    epochs: int = 10
+    batch_size: int = 8
+    lr: Optional[float] = None
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75
+    warmup_epochs: float = 1.0
+    label_fraction: float = 1.0
+    seed: int = 0
+    period: int = 1
+    eval_stride: Optional[int] = None
+    eval_max_windows: Optional[int] = None
+    seg_layers: Optional[list[int]] = None
+    attentive_queries: int = 1
+    precision: str = "fp32"
+    device: str = "cpu"
+    num_workers: int = 0
+    validate: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        if self.epochs < 1 or self.batch_size < 1 or self.period < 1:
+            raise ValueError("epochs, batch_size and period must be at least 1")
+
+    def base_lr(self) -> float:
+        return (self.lr if self.lr is not None else DEFAULT_LR[self.mode]) * self.batch_size / 64
+
+    def eval_options(self) -> EvalOptions:
+        return EvalOptions(period=self.period, stride=self.eval_stride, max_windows=self.eval_max_windows,
+                           batch_size=self.batch_size, device=self.device, precision=self.precision,
+                           num_workers=self.num_workers)
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    model: TaskModel
+    history: list[dict] = field(default_factory=list)
+    best: Optional[dict] = None
+
+
+# --- data selection --------------------------------------------------------------------
+
+def subsample(samples: Sequence[Sample], fraction: float, seed: int, strata: Optional[Sequence] = None) -> list[Sample]:
+    """A seeded share of samples: per stratum (class) when given, whole groups when samples
+    have groups (so a study is never split), at least one per stratum."""
+    if fraction >= 1.0:
+        return list(samples)
+    rng = random.Random(seed)
+    keys = list(strata) if strata is not None else [None] * len(samples)
+    by_stratum: dict = defaultdict(list)
+    for s, k in zip(samples, keys):
+        by_stratum[k].append(s)
+    kept: list[Sample] = []
+    for k in sorted(by_stratum, key=str):
+        members = by_stratum[k]
+        units: dict = defaultdict(list)
+        for s in members:
+            units[s.group if s.group is not None else s.id].append(s)
+        names = sorted(units, key=str)
+        rng.shuffle(names)
+        n = max(1, int(round(fraction * len(names))))
+        for name in names[:n]:
+            kept.extend(units[name])
+    order = {id(s): i for i, s in enumerate(samples)}
+    return sorted(kept, key=lambda s: order[id(s)])
+
+
+def usable_samples(task, samples: list[Sample], spec, split: str) -> list[Sample]:
+    """Samples the task can use; the others are logged once (skip policy of the readers)."""
+    kept = []
+    for s in samples:
+        reason = task.usable(s, spec)
+        if reason is None:
+            kept.append(s)
+        else:
+            log.warning("%s split: skipping %s: %s", split, s.id, reason)
+    return kept
+
+
+# --- optimisation ----------------------------------------------------------------------
+
+def param_groups(model: TaskModel, base_lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW groups: no decay on norms/biases/embeddings; layer-wise LR decay in full mode."""
+    depth = model.cfg.depth
+    groups: dict = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("encoder.blocks."):
+            layer = int(name.split(".")[2]) + 1
+        elif name.startswith("encoder.norm."):
+            layer = depth + 1
+        elif name.startswith("encoder."):
+            layer = 0  # patch embedding, positions, CLS
+        else:
+            layer = depth + 1  # the head
+        no_decay = p.ndim <= 1 or "pos_embed" in name or "cls_token" in name or "queries" in name
+        scale = layer_decay ** (depth + 1 - layer)
+        key = (layer, no_decay)
+        if key not in groups:
+            groups[key] = {"params": [], "lr_scale": scale, "weight_decay": 0.0 if no_decay else weight_decay,
+                           "lr": base_lr * scale}
+        groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up to base over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+# --- the run ---------------------------------------------------------------------------
+
+def _build_encoder(init) -> tuple[VideoEncoder, str]:
+    if isinstance(init, VideoEncoder):
+        return init, "<VideoEncoder object>"
+    from echofm.model.weights import load_encoder
+
+    return load_encoder(init), str(init)
+
+
+def _write_json(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+        f.flush()
+
+
+def finetune(data: DatasetIndex, init, config: FinetuneConfig, out_dir: str | Path,
+             resume: bool = False) -> FinetuneResult:
+    """Adapt ``init`` (a model source for ``load_encoder`` or a ``VideoEncoder``) to ``config.task``.
+
+    resume: continue from ``out_dir/checkpoint.pt`` (the config must match); without it an
+    existing checkpoint there is an error, so a run is never overwritten by accident.
+    """
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise EchoFMError(f"{out}: holds a run already ({CHECKPOINT}); pass resume (--resume) or choose another --out")
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    task = get_task(config.task)
+    options = {"labels": config.labels, "seg_layers": config.seg_layers}
+    train_all = data.split("train")
+    if not train_all:
+        raise EchoFMError(f"{data.root}: no samples in the train split (found {data.counts()})")
+    spec = task.fit(train_all, config.target, options)
+    spec.probe = "attentive" if config.mode == "attentive" else "linear"
+    spec.attentive_queries = config.attentive_queries
+    train = usable_samples(task, train_all, spec, "train")
+    strata = [int(task.encode(s, spec)) for s in train] if spec.kind == "multiclass" else None
+    train = subsample(train, config.label_fraction, config.seed, strata)
+    val = usable_samples(task, data.split("val"), spec, "val") if config.validate else []
+    if not train:
+        raise EchoFMError(f"{data.root}: no usable training samples for task {config.task}")
+    encoder, init_name = _build_encoder(init)
+    model = TaskModel(encoder, spec, config.mode).to(config.device)
+    base_lr = config.base_lr()
+    optimizer = torch.optim.AdamW(param_groups(model, base_lr, config.weight_decay, config.layer_decay),
+                                  lr=base_lr, betas=(0.9, 0.999))
+    cfg = model.cfg
+    train_set = ClipDataset(train, cfg.num_frames, cfg.img_size, config.period,
+                            encode_target=None if spec.kind == "segmentation" else functools.partial(task.encode, spec=spec),
+                            segmentation=spec.kind == "segmentation", seed=config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(train_set, batch_size=min(config.batch_size, len(train_set)), shuffle=True,
+                        drop_last=False, num_workers=config.num_workers, generator=generator)
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    run_info = {"finetune": dataclasses.asdict(config), "spec": dataclasses.asdict(spec), "init": init_name,
+                "data": {"format": data.name, "root": str(data.root), "train": len(train), "val": len(val),
+                         "skipped": len(data.skipped)}}
+    start_epoch, best, history = 0, None, []
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=config.device, weights_only=True)
+        saved = json.loads(state["run_info"])
+        if saved["finetune"] != json.loads(json.dumps(run_info["finetune"], default=str)):
+            raise EchoFMError(f"{ckpt_path}: was written with a different configuration; cannot resume it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best = int(state["epoch"]), json.loads(state["best"]) if state["best"] else None
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["loader_rng"])
+        log.info("resuming %s at epoch %d", out, start_epoch)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / CONFIG, run_info)
+
+    from tqdm.auto import tqdm
+
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        t0, losses = time.time(), []
+        bar = tqdm(loader, desc=f"{config.task} epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not config.progress or None)
+        for batch in bar:
+            lr = lr_at(step, total_steps, warmup, base_lr)
+            for g in optimizer.param_groups:
+                g["lr"] = lr * g["lr_scale"]
+            batch = {k: v.to(config.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with autocast(config.precision, config.device):
+                loss = task.loss(model, batch)
+            if not torch.isfinite(loss):
+                raise EchoFMError(f"{config.task}: loss became {float(loss)} at epoch {epoch + 1}, step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            step += 1
+        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)), "lr": lr,
+                  "seconds": round(time.time() - t0, 2)}
+        improved = False
+        if val:
+            metrics, _ = task.evaluate(model, val, config.eval_options())
+            name, value, higher = task.main_metric(metrics)
+            record.update({"val": metrics, "val_metric": name, "val_value": value})
+            improved = best is None or (value > best["value"] if higher else value < best["value"])
+            if improved:
+                best = {"epoch": epoch + 1, "metric": name, "value": value}
+        else:
+            improved = True  # no validation split: the latest model is the one kept
+        if improved:
+            save_task_model(model, out, run_info["finetune"], {"epoch": epoch + 1, "best": best, "init": init_name})
+        history.append(record)
+        _append_jsonl(out / METRICS, record)
+        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                      "best": json.dumps(best), "torch_rng": torch.get_rng_state(),
+                      "loader_rng": generator.get_state(), "run_info": json.dumps(run_info, default=str)}
+        atomic_write(ckpt_path, lambda tmp: torch.save(checkpoint, tmp))
+        log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if k != "val"})
+    from echofm.tasks.adapter import load_task_model
+
+    return FinetuneResult(run_dir=out, model=load_task_model(out), history=history, best=best)
+
+
+def evaluate(model_dir: str | Path | TaskModel, data: DatasetIndex, split: str = "test",
+             out_dir: Optional[str | Path] = None, options: Optional[EvalOptions] = None,
+             plots: bool = True) -> dict:
+    """Evaluate a fine-tuned model on one split; with out_dir write metrics.json,
+    predictions.jsonl and the plots there. Returns the metrics."""
+    from echofm.tasks.adapter import load_task_model
+
+    model = model_dir if isinstance(model_dir, TaskModel) else load_task_model(model_dir)
+    spec = model.spec
+    task = get_task(spec.task)
+    samples = usable_samples(task, data.split(split), spec, split)
+    if not samples:
+        raise EchoFMError(f"{data.root}: no usable samples in split {split!r} (found {data.counts()}; "
+                          f"use --split all to evaluate every sample)")
+    if options is None:
+        saved = getattr(model, "finetune_config", {}) or {}
+        options = EvalOptions(period=int(saved.get("period", 1)), stride=saved.get("eval_stride"),
+                              max_windows=saved.get("eval_max_windows"))
+    out = Path(out_dir) if out_dir is not None else None
+    metrics, records = task.evaluate(model, samples, options, plots_dir=out if plots else None)
+    metrics = {"task": spec.task, "split": split, "dataset": data.name, "samples": len(samples), **metrics}
+    if out is not None:
+        _write_json(out / "metrics.json", metrics)
+        lines = "".join(json.dumps(r, default=str) + "\n" for r in records)
+        atomic_write(out / "predictions.jsonl", lambda tmp: Path(tmp).write_text(lines))
+    return metrics
+
+
+def finetune_and_evaluate(data: DatasetIndex, init, config: FinetuneConfig, out_dir: str | Path,
+                          split: str = "test") -> dict:
+    """Adapt ``init`` then score it on ``split``: the metrics, with ``main_metric`` added.
+
+    Comparing encoders is then a loop, e.g. pretrained vs random init on phantom EF::
+
+        for name, init in {"pretrained": run_dir, "random": "echofm-tiny"}.items():
+            scores[name] = finetune_and_evaluate(data, init, cfg, out / name)["main_metric"]["value"]
+    """
+    out = Path(out_dir)
+    result = finetune(data, init, config, out / "run")
+    metrics = evaluate(result.model, data, split=split, out_dir=out / "eval", options=config.eval_options())
+    name, value, higher = get_task(config.task).main_metric(metrics)
+    metrics["main_metric"] = {"name": name, "value": value, "higher_is_better": higher}
+    _write_json(out / "eval" / "metrics.json", metrics)
+    return metrics
