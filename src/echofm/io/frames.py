@@ -43,10 +43,13 @@ def read_array(path: str | Path) -> Clip:
     return Clip(frames=frames, fps=fps, source_kind="npy", is_still=frames.shape[0] == 1, path=str(path))
 
 
+def read_image(path: str | Path) -> Clip:
+    """Read one PNG/JPEG/BMP/TIFF image as a still (T == 1)."""
+    return _read_images(Path(path), [Path(path)])
+
+
 def read_frame_folder(path: str | Path) -> Clip:
     """Read a folder of image files (one frame each, all the same size) as one clip."""
-    import cv2
-
     path = Path(path)
     files = sorted(
         (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
@@ -54,6 +57,12 @@ def read_frame_folder(path: str | Path) -> Clip:
     )
     if not files:
         raise ClipReadError(path, "folder holds no PNG/JPEG frames")
+    return _read_images(path, files)
+
+
+def _read_images(path: Path, files: list[Path]) -> Clip:
+    import cv2
+
     frames = []
     for file in files:
         image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)

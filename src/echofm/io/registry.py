@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from echofm.errors import ClipReadError
 from echofm.io.clip import Clip, hash_frames
 from echofm.io.dicom import has_dicom_magic, read_dicom
-from echofm.io.frames import IMAGE_SUFFIXES, read_array, read_frame_folder
+from echofm.io.frames import IMAGE_SUFFIXES, read_array, read_frame_folder, read_image
 from echofm.io.video import VIDEO_SUFFIXES, read_video
 from echofm.io.volume import read_metaimage, read_nifti
 
@@ -29,6 +29,7 @@ READERS: dict[str, Reader] = {
     ".npy": read_array,
     ".npz": read_array,
     **{suffix: read_video for suffix in VIDEO_SUFFIXES},
+    **{suffix: read_image for suffix in IMAGE_SUFFIXES},
 }
 
 
@@ -63,7 +64,7 @@ def read_clip(path: str | Path) -> Clip:
         raise ClipReadError(path, "empty file")
     reader = find_reader(path)
     if reader is None:
-        raise ClipReadError(path, "unknown file type (not DICOM, video, NIfTI, MetaImage, NPY/NPZ or an image folder)")
+        raise ClipReadError(path, "unknown file type (not DICOM, video, NIfTI, MetaImage, NPY/NPZ, an image or an image folder)")
     try:
         clip = reader(path)
     except ClipReadError:

@@ -100,6 +100,8 @@ def scan_sources(paths: Sequence[str | Path]) -> list[Source]:
                     continue
                 file = here / name
                 suffix = suffix_of(file)
+                if suffix in IMAGE_SUFFIXES:
+                    continue  # images in a folder are that folder's frames, found above
                 if suffix in READERS or (suffix in ("", ".ima", ".dic") and has_dicom_magic(file)):
                     found.append(Source(file, root))
     unique = {s.path.resolve(): s for s in found}
