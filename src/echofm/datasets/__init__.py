@@ -1,5 +1,6 @@
 """Datasets: the prepared pretraining cache (``cache``) and task datasets in the public
 datasets' own layouts (and a generic CSV manifest).
+
 ``read_dataset(format, root, ...)`` dispatches to the readers; each returns a
 ``DatasetIndex`` of ``Sample``s (see ``echofm.datasets.base`` for the skip policy).
 """
