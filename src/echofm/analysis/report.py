@@ -85,7 +85,7 @@ class HtmlReport:
                 + "\n".join(self.parts) + "</body></html>")
 
     def write(self, path: str | Path) -> Path:
-        from echofm.model.weights import atomic_write
+        from echofm.files import atomic_write
 
         path = Path(path)
         text = self.render()

@@ -40,6 +40,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from echofm.errors import EchoFMError
+    from echofm.files import save_npy_atomic, write_json_atomic
     from echofm.inference import embed_frames, load_study
     from echofm.model import load_model
     from echofm.preprocess.prepare import input_key, scan_sources
@@ -64,20 +65,20 @@ def run(args) -> int:
         except (EchoFMError, ValueError, OSError) as exc:
             failed += 1
             record = {"status": "failed", "file": source.relative, "reason": str(exc)}
-            _write_json_atomic(marker, record)
+            write_json_atomic(marker, record)
             continue
         ident = clip.content_hash[:20]
         files = {"video": emb.video, "frames": emb.frames}
         if emb.tokens is not None:
             files["tokens"] = emb.tokens
         for part, array in files.items():
-            _save_npy_atomic(out / f"{ident}_{part}.npy", np.asarray(array, dtype=np.float32))
+            save_npy_atomic(out / f"{ident}_{part}.npy", np.asarray(array, dtype=np.float32))
         row = {"id": ident, "frames": clip.num_frames, "fps": clip.fps or "", "windows": len(emb.starts),
                "window_starts": " ".join(map(str, emb.starts)), "dim": int(emb.video.shape[-1]),
                "tokens": int(emb.tokens is not None)}
         if args.keep_paths:
             row["source"] = source.relative
-        _write_json_atomic(marker, {"status": "done", "row": row})
+        write_json_atomic(marker, {"status": "done", "row": row})
         done += 1
     rows, failures = _collect(state)
     _write_csv(out / "index.csv", rows)
@@ -98,7 +99,7 @@ def _collect(state: Path) -> tuple[list[dict], list[dict]]:
 
 
 def _write_csv(path: Path, rows: list[dict], columns=None) -> None:
-    from echofm.model.weights import atomic_write
+    from echofm.files import atomic_write
 
     columns = columns or sorted({k for r in rows for k in r}, key=lambda k: (k != "id", k))
 
@@ -107,23 +108,5 @@ def _write_csv(path: Path, rows: list[dict], columns=None) -> None:
             writer = csv.DictWriter(fh, fieldnames=columns or ["id"])
             writer.writeheader()
             writer.writerows(rows)
-
-    atomic_write(path, write)
-
-
-def _write_json_atomic(path: Path, record: dict) -> None:
-    from echofm.model.weights import atomic_write
-
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record)))
-
-
-def _save_npy_atomic(path: Path, array) -> None:
-    import numpy as np
-
-    from echofm.model.weights import atomic_write
-
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
 
     atomic_write(path, write)

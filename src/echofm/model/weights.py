@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from echofm.config import ModelConfig, PRESETS, preset
 from echofm.errors import EchoFMError
+from echofm.files import atomic_write
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -328,20 +328,6 @@ def load_encoder(source: str | os.PathLike):
 
 
 # --- writing files ---------------------------------------------------------------------
-
-def atomic_write(path: Path, write) -> None:
-    """Write via a temporary file in the same directory, then rename (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 def save_model(model, path: str | os.PathLike, metadata: Optional[dict] = None) -> Path:
     """Save ``model`` as ``path/model.safetensors`` (config in its metadata) + ``path/config.json``.

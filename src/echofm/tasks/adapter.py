@@ -26,7 +26,7 @@ from echofm.config import ModelConfig
 from echofm.errors import EchoFMError
 from echofm.model.echofm import VideoEncoder
 from echofm.model.heads import AttentiveProbe, LinearProbe, RegressionHead, SegmentationDecoder, default_layers
-from echofm.model.weights import atomic_write
+from echofm.files import atomic_write
 
 MODES = ("linear", "attentive", "full")
 KINDS = ("regression", "multiclass", "multilabel", "segmentation")

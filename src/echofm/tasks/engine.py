@@ -37,7 +37,7 @@ from echofm.datasets.base import DatasetIndex, Sample
 from echofm.datasets.clips import ClipDataset
 from echofm.errors import EchoFMError
 from echofm.model.echofm import VideoEncoder
-from echofm.model.weights import atomic_write
+from echofm.files import atomic_write
 from echofm.precision import autocast
 from echofm.tasks import get_task
 from echofm.tasks.adapter import MODES, TaskModel, save_task_model

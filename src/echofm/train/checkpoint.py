@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from echofm.errors import EchoFMError
-from echofm.model.weights import atomic_write
+from echofm.files import atomic_write
 
 CHECKPOINT_FORMAT = "echofm-pretrain-checkpoint/1"
 REQUIRED_KEYS = ("format", "step", "model", "optimizer", "config", "rng", "sampler")

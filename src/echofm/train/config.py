@@ -127,7 +127,7 @@ class PretrainConfig:
         return dataclasses.replace(self, **changes)
 
     def save(self, path: Path) -> None:
-        from echofm.model.weights import atomic_write
+        from echofm.files import atomic_write
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
