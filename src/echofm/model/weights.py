@@ -154,11 +154,20 @@ def infer_public_config(public: dict[str, torch.Tensor], args: dict[str, Any]) -
         spatial = None
         t_grid = None
     if spatial is None:
-        num_frames = int(args.get("num_frames", 0))
-        if not num_frames:
-            raise EchoFMError("joint positional embeddings: num_frames is needed in the checkpoint args")
-        t_grid = num_frames // t_patch
-        spatial = total // t_grid
+        # A joint table is [T*L (+1), D]: the split into time steps and spatial positions
+        # needs the image size or the frame count from the args (shapes cannot tell).
+        img = int(args.get("img_size") or args.get("input_size") or 0)
+        num_frames = int(args.get("num_frames") or 0)
+        if img and img % patch == 0 and total % ((img // patch) ** 2) == 0:
+            spatial = (img // patch) ** 2
+            t_grid = total // spatial
+        elif num_frames and num_frames % t_patch == 0 and total % (num_frames // t_patch) == 0:
+            t_grid = num_frames // t_patch
+            spatial = total // t_grid
+        else:
+            raise EchoFMError(
+                f"joint positional embeddings of {total} tokens: the checkpoint args need img_size or "
+                f"num_frames consistent with them (got img_size={img or None}, num_frames={num_frames or None})")
     grid = int(round(spatial ** 0.5))
     num_frames = t_grid * t_patch
     if "decoder_pred.weight" in public:
