@@ -34,6 +34,20 @@ def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, reps: int = 10
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
+PUBLIC = {"config": "ViT-S/16, 16x112x112, tubelet 2, batch 4, fp32", "train_clips_per_s": 4,
+          "embed_clips_per_s": 8, "source": "issue 2 (measured on this CPU)"}
+
+
+def int8_matmul_gops(n: int = 2048, reps: int = 10) -> float:
+    a = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+    for _ in range(2):
+        torch._int_mm(a, a)
+    t = time.perf_counter()
+    for _ in range(reps):
+        torch._int_mm(a, a)
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -119,6 +133,8 @@ def main() -> None:
         return
     peak = {p: round(matmul_gflops(d, args.device), 1)
             for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    if args.device == "cpu":  # for context: integer matmul (VNNI) is the CPU's fastest path
+        peak_int8 = round(int8_matmul_gops(), 1)
     runs = []
     for preset in args.presets:
         for precision in args.precisions:
@@ -131,14 +147,19 @@ def main() -> None:
             run = json.loads(res.stdout.strip().splitlines()[-1])
             run["train_utilisation"] = round(run["train_achieved_gflops"] / peak[precision], 3)
             run["embed_utilisation"] = round(run["embed_achieved_gflops"] / peak[precision], 3)
+            # Upper bound if every FLOP ran at the measured matmul rate of this precision.
+            run["embed_ceiling_clips_per_s"] = round(peak[precision] / run["embed_gflop_per_clip"], 1)
+            run["train_ceiling_clips_per_s"] = round(peak[precision] / run["train_gflop_per_clip"], 1)
+            if "small" in preset:
+                run["train_vs_public"] = round(run["train_clips_per_s"] / PUBLIC["train_clips_per_s"], 2)
+                run["embed_vs_public"] = round(run["embed_clips_per_s"] / PUBLIC["embed_clips_per_s"], 2)
             runs.append(run)
     device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
                    else platform.processor() or platform.machine())
     print(json.dumps({"device": device_name, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                      "matmul_gflops": peak, "runs": runs,
-                      "public_code_reference": {"config": "ViT-S/16, 16x112x112, tubelet 2, batch 4, fp32",
-                                                "train_clips_per_s": 4, "embed_clips_per_s": 8,
-                                                "source": "issue 2 (measured on this CPU)"}}, indent=1))
+                      "matmul_gflops": peak,
+                      "int8_matmul_gops": peak_int8 if args.device == "cpu" else None,
+                      "runs": runs, "public_code_reference": PUBLIC}, indent=1))
 
 
 if __name__ == "__main__":

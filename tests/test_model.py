@@ -262,3 +262,24 @@ def test_bf16_embeddings_stay_close_to_fp32():
     cos_video = torch.nn.functional.cosine_similarity(low.video.float(), ref.video, dim=-1)
     # Stated bound (README): bf16 embeddings keep cosine similarity >= 0.99 to fp32.
     assert cos_frames.min() >= 0.99 and cos_video.min() >= 0.99
+
+
+def test_cpu_bf16_matmul_attention_matches_fp32_sdpa_with_and_without_mask():
+    from echofm.model.vit import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4)
+    x = torch.randn(2, 10, 32)
+    keep = torch.ones(2, 1, 1, 10, dtype=torch.bool)
+    keep[1, ..., 7:] = False  # the last three keys of clip 1 are padding
+    for mask in (None, keep):
+        ref = attn(x, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = attn(x, mask)
+        assert low.dtype == torch.bfloat16
+        assert torch.allclose(low.float(), ref, atol=3e-2, rtol=3e-2)
+    # Padding really is ignored: changing the padded tokens changes nothing for the others.
+    y = x.clone()
+    y[1, 7:] = torch.randn(3, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(attn(x, keep)[1, :7], attn(y, keep)[1, :7])
