@@ -33,7 +33,7 @@ from echofm.tasks.adapter import TaskModel
 
 log = logging.getLogger("echofm.predict")
 
-# Structure label -> name used in the JSON when the run's classes are the CAMUS numbering.
+# Label value of the LV cavity in segmentation runs (the CAMUS numbering the tasks use).
 LV_CAVITY = 1
 
 
