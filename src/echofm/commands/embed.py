@@ -15,7 +15,7 @@ DESCRIPTION = (
     "<id>_video.npy [D] (mean over windows), <id>_frames.npy [W, T, D] (per-time-step projector "
     "embeddings of each window) and, with --tokens, <id>_tokens.npy [W, T*L, D]; <id> is the "
     "content hash of the decoded pixels. index.csv lists them; failures.csv lists inputs that "
-    "could not be read. A re-run skips inputs already embedded."
+    "could not be read. A re-run skips inputs already embedded (and redoes any whose files are gone)."
 )
 
 
@@ -55,7 +55,7 @@ def run(args) -> int:
     for source in bar:
         key = input_key(source)
         marker = state / f"{key}.json"
-        if marker.exists() and not (args.retry_failed and '"failed"' in marker.read_text()):
+        if _finished(marker, out, args.retry_failed, args.tokens):
             skipped += 1
             continue
         try:
@@ -78,13 +78,31 @@ def run(args) -> int:
                "tokens": int(emb.tokens is not None)}
         if args.keep_paths:
             row["source"] = source.relative
-        write_json_atomic(marker, {"status": "done", "row": row})
+        write_json_atomic(marker, {"status": "done", "row": row, "files": [f"{ident}_{part}.npy" for part in files]})
         done += 1
     rows, failures = _collect(state)
     _write_csv(out / "index.csv", rows)
     _write_csv(out / "failures.csv", failures, ["file", "reason"])
     print(json.dumps({"embedded": done, "skipped": skipped, "failed": failed, "index": str(out / "index.csv")}))
     return 0
+
+
+def _finished(marker: Path, out: Path, retry_failed: bool, tokens: bool) -> bool:
+    """An earlier run finished this input: it failed (and no retry is asked), or every
+    file it wrote is still there (and holds tokens when they are asked for now)."""
+    if not marker.exists():
+        return False
+    try:
+        record = json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        return False
+    if record.get("status") == "failed":
+        return not retry_failed
+    if tokens and not record.get("row", {}).get("tokens"):
+        return False
+    ident = record.get("row", {}).get("id", "")
+    files = record.get("files") or [f"{ident}_{part}.npy" for part in ("video", "frames")]
+    return all((out / name).is_file() for name in files)
 
 
 def _collect(state: Path) -> tuple[list[dict], list[dict]]:

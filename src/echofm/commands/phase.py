@@ -28,6 +28,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from echofm.analysis.figures import phase_figure
     from echofm.analysis.phase import motion_self_similarity, phase_from_embeddings, phase_from_pixels
+    from echofm.files import write_text_atomic
     from echofm.inference import embed_frames, load_study
 
     src = Path(args.source)
@@ -54,7 +55,7 @@ def run(args) -> int:
     fig = phase_figure(clip.frames, result, motion_self_similarity(clip.frames), out / "phase.png",
                        emb_sim, title=src.name)
     payload["figure"] = fig.name
-    (out / "phase.json").write_text(json.dumps(payload, indent=2))
+    write_text_atomic(out / "phase.json", json.dumps(payload, indent=2))
     summary = {k: payload["pixels"][k] for k in ("cycle_frames", "heart_rate_bpm", "ed_frames", "es_frames")}
     if "embeddings" in payload:
         summary["embedding_cycle_frames"] = payload["embeddings"]["cycle_frames"]

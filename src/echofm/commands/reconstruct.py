@@ -21,6 +21,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from echofm.analysis.figures import reconstruction_figure, reconstruction_panels
     from echofm.analysis.reconstruction import reconstruct
+    from echofm.files import write_text_atomic
     from echofm.inference import load_study, video_windows
     from echofm.model import load_model
 
@@ -38,6 +39,6 @@ def run(args) -> int:
     result = {"source": src.name, "window_start": starts[middle], "mask_ratio": args.mask_ratio,
               "psnr_masked_db": round(rec.psnr_masked, 3),
               "psnr_flat_patch_baseline_db": round(rec.psnr_baseline, 3), "figure": png.name, "gif": gif.name}
-    (out / "reconstruction.json").write_text(json.dumps(result, indent=2))
+    write_text_atomic(out / "reconstruction.json", json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0

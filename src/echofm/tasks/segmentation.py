@@ -39,6 +39,25 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - ((2 * inter + 1.0) / (total + 1.0)).mean()
 
 
+def video_probabilities(window_logits: torch.Tensor, indices: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Per-frame class probabilities [K, T, S, S] of a whole video from its windows.
+
+    window_logits: [W, K, F, S, S]; indices: [W, F] frame index of each window position.
+    Where windows overlap their softmax probabilities are averaged; a frame no window
+    covers stays all zero.
+    """
+    probs = torch.softmax(window_logits.float(), dim=1)
+    K, S = probs.shape[1], probs.shape[-1]
+    total = torch.zeros(K, num_frames, S, S)
+    count = torch.zeros(num_frames)
+    for w, idx in enumerate(torch.as_tensor(indices)):
+        # A clamped index repeats the last frame: count it once per window.
+        uniq, first = np.unique(idx.numpy(), return_index=True)
+        total[:, uniq] += probs[w][:, first]
+        count[uniq] += 1
+    return total / count.clamp(min=1).view(1, num_frames, 1, 1)
+
+
 class SegmentationTask(Task):
     name = "segment"
     default_target = "masks"
@@ -76,16 +95,7 @@ class SegmentationTask(Task):
         ef_true, ef_pred = [], []
         for sample, item, out in run_windows(model, samples, options, segmentation=True):
             T = item["num_frames"]
-            probs = torch.softmax(out, dim=1)  # [W, K, F, S, S]
-            K, S = probs.shape[1], probs.shape[-1]
-            total = torch.zeros(K, T, S, S)
-            count = torch.zeros(T)
-            for w, idx in enumerate(item["indices"]):
-                # A clamped index repeats the last frame: count it once per window.
-                uniq, first = np.unique(idx.numpy(), return_index=True)
-                total[:, uniq] += probs[w][:, first]
-                count[uniq] += 1
-            seg = (total / count.clamp(min=1).view(1, T, 1, 1)).argmax(dim=0).numpy().astype(np.uint8)  # [T, S, S]
+            seg = video_probabilities(out, item["indices"], T).argmax(dim=0).numpy().astype(np.uint8)  # [T, S, S]
             rec: dict = {"id": sample.id, "labelled_frames": sorted(item["masks"])}
             for f, truth in item["masks"].items():
                 preds.append(seg[f])
