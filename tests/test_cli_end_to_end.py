@@ -154,6 +154,11 @@ def test_embed_shapes_resume_and_failures(pipeline, tmp_path, capsys):
     assert np.allclose(np.load(lost), before, atol=1e-6)
     assert {p: p.stat().st_mtime_ns for p in others} == others
     assert len(_rows(out / "index.csv")) == 3
+    # Another model (or stride) into the same folder is refused rather than mixed in.
+    other = [a if a != str(pipeline / "pre" / "model") else "echofm-tiny" for a in argv]
+    assert main(other) == 2
+    assert "different model or settings" in capsys.readouterr().err
+    assert main(argv + ["--stride", "2"]) == 2
 
 
 def test_phase_finds_ed_es_of_phantom_files(pipeline, tmp_path, capsys):

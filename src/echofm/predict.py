@@ -290,23 +290,26 @@ STATE_DIR = ".state"
 SETTINGS_FILE = "settings.json"
 
 
-def model_fingerprint(model: TaskModel) -> str:
-    """Hash of the weights and task spec: a resumed run must use the same model."""
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Hash of the weights (and task spec, for a task model): a resumed run must use the same model."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps(dataclasses.asdict(model.spec), sort_keys=True).encode())
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        digest.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def _check_settings(state: Path, settings: dict) -> None:
+def check_settings(state: Path, settings: dict) -> None:
+    """Record a run's model and settings in ``state``; refuse to resume with different ones."""
     path = state / SETTINGS_FILE
     if path.exists():
         before = json.loads(path.read_text())
         if before != settings:
             changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-            raise EchoFMError(f"{state.parent}: holds predictions of a different model or settings "
+            raise EchoFMError(f"{state.parent}: holds outputs of a different model or settings "
                               f"({', '.join(changed)} changed); choose another --out")
     else:
         write_json_atomic(path, settings)
@@ -349,7 +352,7 @@ def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path
     out = Path(out_dir)
     state = out / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    _check_settings(state, {"model": model_fingerprint(model), "mask_sector": config.mask_sector,
+    check_settings(state, {"model": model_fingerprint(model), "mask_sector": config.mask_sector,
                             **window_settings(model, config)})
     found = scan_sources(sources)
     summary = PredictSummary()

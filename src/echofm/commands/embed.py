@@ -15,7 +15,7 @@ DESCRIPTION = (
     "<id>_video.npy [D] (mean over windows), <id>_frames.npy [W, T, D] (per-time-step projector "
     "embeddings of each window) and, with --tokens, <id>_tokens.npy [W, T*L, D]; <id> is the "
     "content hash of the decoded pixels. index.csv lists them; failures.csv lists inputs that "
-    "could not be read. A re-run skips inputs already embedded (and redoes any whose files are gone)."
+    "could not be read. A re-run skips inputs already embedded (and redoes any whose files are gone); an output folder written by another model, stride or precision is refused."
 )
 
 
@@ -43,12 +43,20 @@ def run(args) -> int:
     from echofm.files import save_npy_atomic, write_json_atomic
     from echofm.inference import embed_frames, load_study
     from echofm.model import load_model
+    from echofm.predict import check_settings, model_fingerprint
     from echofm.preprocess.prepare import input_key, scan_sources
 
     out = Path(args.out)
     state = out / ".state"
     state.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model).eval().to(args.device)
+    # Resuming into a folder embedded by another model or settings would mix incomparable vectors.
+    try:
+        check_settings(state, {"model": model_fingerprint(model), "stride": args.stride,
+                               "precision": args.precision})
+    except EchoFMError as exc:
+        print(f"echofm embed: {exc}", file=sys.stderr)
+        return 2
     sources = scan_sources(args.sources)
     done = failed = skipped = 0
     bar = tqdm(sources, unit="study", desc="embed", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
@@ -107,7 +115,11 @@ def _finished(marker: Path, out: Path, retry_failed: bool, tokens: bool) -> bool
 
 def _collect(state: Path) -> tuple[list[dict], list[dict]]:
     rows, failures = [], []
+    from echofm.predict import SETTINGS_FILE
+
     for marker in sorted(state.glob("*.json")):
+        if marker.name == SETTINGS_FILE:
+            continue
         record = json.loads(marker.read_text())
         if record["status"] == "done":
             rows.append(record["row"])
