@@ -102,6 +102,10 @@ def test_printed_table_matches_the_json(quick_demo):
         assert better == row["better"]
         if row["reference"] is not None:
             assert float(fields[4 if fields[2] == "random" else 3]) == pytest.approx(row["reference"], abs=6e-4)
+    counts = quick_demo.summary["better_counts"]
+    assert sum(counts.values()) == len(quick_demo.summary["table"])
+    assert (f"pretrained better on {counts['pretrained']} of {len(quick_demo.summary['table'])} figures, "
+            f"random init on {counts['random init']}, ties {counts['tie']}") in quick_demo.stdout
 
 
 def test_phantom_data_is_deidentified_and_held_out(quick_demo):

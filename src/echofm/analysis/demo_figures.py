@@ -65,6 +65,7 @@ def phase_probe_figure(examples: Sequence[dict], out: str | Path, tolerance: int
         ax.set_title(f"{ex['id']}: true ED (solid) / ES (dotted) lines; found ED ^ / ES v "
                      f"(counted when within {tolerance} frames)", fontsize=9)
         ax.set_xlabel("frame", fontsize=8)
-        ax.legend(fontsize=7, loc="upper right", ncol=3)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.07 if len(examples) < 3 else 0.05, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     return _save(fig, out)

@@ -216,12 +216,17 @@ def run_demo(cfg: DemoConfig) -> int:
     t = steps.start("report")
     _cli(["report", str(out / "pretrain"), "--title", "echofm demo: pretraining"])
     summary["table"] = figure_table(summary)
+    summary["better_counts"] = {k: sum(r["better"] == k for r in summary["table"])
+                                for k in ("pretrained", "random init", "tie", "n/a")}
     summary["timing_s"] = {**steps.seconds, "total": round(time.time() - steps.t0, 1)}
     from echofm.files import write_text_atomic
 
     write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2, default=_json_default))
     _write_report(out, summary)
     print("\n" + format_table(summary["table"]))
+    counts = summary["better_counts"]
+    print(f"\npretrained better on {counts['pretrained']} of {len(summary['table'])} figures, random init on "
+          f"{counts['random init']}, ties {counts['tie']}")
     real = summary["real_a4c"]
     if real.get("available"):
         print(f"\nreal A4C cine ({REAL_CINE}): cycle {_num(real['cycle_frames'])} frames, heart rate "
@@ -489,7 +494,7 @@ def _real_cine(out: Path, cfg: DemoConfig) -> dict:
     result = json.loads((out / "real_a4c" / "phase.json").read_text())
     masked = MaskSector()(raw)
     model_input = load_study(src, cfg.size)
-    frames_figure([("as stored (burned-in text, ECG)", raw.frames[0]),
+    frames_figure([("as stored (burned-in text and icons)", raw.frames[0]),
                    ("sector masked", masked.frames[0]),
                    (f"model input ({cfg.size} px)", model_input.frames[0])],
                   out / "real_a4c" / "first_frame_masked.png", f"{REAL_CINE}: first frame")
@@ -579,15 +584,19 @@ def _write_report(out: Path, summary: dict) -> Path:
     rep.raw_table([{"figure": r["figure"], "pretrained": r["pretrained"], "random init": r["random"],
                     "reference": ("" if r["reference"] is None else f"{r['reference']:.4g} ({r['reference_name']})"),
                     "better": r["better"]} for r in summary["table"]])
-    rep.paragraph("EF and view: a linear probe (mean-pooled tokens, LayerNorm, one linear layer) trained on the "
-                  "training phantoms, scored on the held-out ones. ED/ES: a ridge probe from each time step's "
-                  "embedding to the LV volume; ED/ES are the maxima/minima of its curve. The pixel baseline "
-                  "finds them from a cavity-size proxy without any model. 'finetune probe': echofm's "
-                  "linear mode (tasks.engine: mean-pooled tokens, LayerNorm per sample, one linear layer "
-                  "trained with AdamW); 'ridge probe': the same pooled tokens standardised per feature over "
-                  "the training videos, ridge regression in closed form (one-hot targets for views), its "
-                  "strength cross-validated. Both are linear; they differ in how they condition features "
-                  "whose variation between videos is small next to their common part.", note=True)
+    counts = summary["better_counts"]
+    rep.paragraph(f"Pretrained better on {counts['pretrained']} of {len(summary['table'])} figures, random init "
+                  f"on {counts['random init']}, ties {counts['tie']}.")
+    rep.paragraph("All probes are linear, trained on the training phantoms and scored on the held-out ones. "
+                  "'finetune probe': echofm's linear mode (tasks.engine: mean-pooled tokens, LayerNorm of each "
+                  "sample, one linear layer trained with AdamW). 'ridge probe': the same pooled tokens "
+                  "standardised per feature over the training videos, ridge regression in closed form (one-hot "
+                  "targets for views), its strength cross-validated; unlike the finetune probe it does not "
+                  "depend on how small the features' variation between videos is next to their common part. "
+                  "ED/ES: a ridge probe from each time step's features (the step embeddings model.embed().frames, "
+                  "or the encoder tokens averaged per step) to the LV volume; ED/ES are the maxima/minima of "
+                  "its curve. The pixel reference finds them from a cavity-size proxy without any model.",
+                  note=True)
     data = summary["data"]
     rep.heading("Data: phantoms and their preparation")
     rep.values({"training phantoms": data["train"]["phantoms"], "prepared (training)": data["train"]["prepared"],
