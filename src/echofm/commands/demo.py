@@ -146,7 +146,9 @@ def _cli(argv: list[str]) -> None:
 
     print("$ echofm " + " ".join(argv), flush=True)
     if echofm(argv) != 0:
-        raise RuntimeError(f"demo step failed: echofm {' '.join(argv)}")
+        from echofm.errors import EchoFMError
+
+        raise EchoFMError(f"demo step failed (its error is printed above): echofm {' '.join(argv)}")
 
 
 def _prepare_out(out: Path) -> None:
