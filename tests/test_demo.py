@@ -1,0 +1,175 @@
+"""`echofm demo --quick` end to end: report.html links real files, demo_summary.json holds
+every figure for both arms, the printed table says the same; options and output folder."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from echofm.cli import build_parser, main
+from echofm.commands import demo
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tables += tag == "table"
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.links.append(value)
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    pytest.importorskip("pydicom.data")
+    out = tmp_path_factory.mktemp("demo") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["demo", "--quick", "--out", str(out), "--workers", "1"])
+    return SimpleNamespace(out=out, rc=rc, stdout=printed.getvalue(),
+                           summary=json.loads((out / "demo_summary.json").read_text()))
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_demo_report_links_files_that_exist(quick_demo):
+    assert quick_demo.rc == 0
+    parser = _Links()
+    parser.feed((quick_demo.out / "report.html").read_text())
+    assert parser.tables >= 3
+    links = set(parser.links)
+    assert all(not link.startswith(("http:", "https:", "/")) for link in links)
+    missing = [link for link in links if not (quick_demo.out / link).is_file()]
+    assert not missing, missing
+    expected = {"pretrain/report.html", "pretrain/report_curves.png", "figures/phantom_deid.png",
+                "probes/ef/pretrained/eval/ef_scatter_bland_altman.png", "probes/ef/random/eval/ef_scatter_bland_altman.png",
+                "probes/view/pretrained/eval/view_confusion_matrix.png",
+                "probes/view/random/eval/view_confusion_matrix.png", "probes/frozen/ed_es_examples.png",
+                "real_a4c/phase.png", "real_a4c/first_frame_masked.png", "demo_summary.json"}
+    assert expected <= links, expected - links
+
+
+def test_summary_has_every_figure_for_both_arms(quick_demo):
+    s = quick_demo.summary
+    assert s["probes"]["ef"]["test"] == s["data"]["test"]["prepared"] > 0
+    for arm in ("pretrained", "random"):
+        assert all(_finite(s["probes"]["ef"][arm][k]) for k in ("mae", "r2", "rmse"))
+        assert all(_finite(s["probes"]["view"][arm][k]) for k in ("accuracy", "balanced_accuracy"))
+        for kind in s["probes"]["ed_es"]["features"]:
+            metrics = s["probes"]["ed_es"][kind][arm]
+            assert all(_finite(metrics[k]) for k in ("found", "mae_frames", "precision", "ed_found", "es_found",
+                                                      "ed_mae_frames", "es_mae_frames")), metrics
+            assert metrics["videos"] == s["data"]["test"]["prepared"]
+    assert set(s["probes"]["ed_es"]["features"]) == {"frames", "tokens"}
+    for task, keys in (("ef_ridge", ("mae", "r2", "rmse")), ("view_ridge", ("accuracy", "balanced_accuracy"))):
+        for arm in ("pretrained", "random"):
+            assert all(_finite(s["probes"][task][arm][k]) for k in keys), (task, arm)
+    assert len(s["table"]) == 6 + 3 * 2
+    for row in s["table"]:
+        assert _finite(row["pretrained"]) and _finite(row["random"]), row
+        expected = "tie" if row["pretrained"] == row["random"] else (
+            "pretrained" if (row["pretrained"] > row["random"]) == row["higher_is_better"] else "random init")
+        assert row["better"] == expected, row
+    # The references are measured too: the training-mean EF, the majority view, pixels alone.
+    assert _finite(s["probes"]["ef"]["reference"]["mae"]) and 0 <= s["probes"]["view"]["reference"]["accuracy"] <= 1
+    assert s["pretraining"]["steps"] == s["config"]["steps"]
+
+
+def test_printed_table_matches_the_json(quick_demo):
+    lines = quick_demo.stdout.splitlines()
+    header = max(i for i, line in enumerate(lines) if line.startswith("figure ") and "pretrained" in line)
+    body = lines[header + 1:header + 1 + len(quick_demo.summary["table"])]
+    for row, line in zip(quick_demo.summary["table"], body):
+        assert line.startswith(row["figure"] + " "), (row["figure"], line)
+        fields = line[len(row["figure"]):].split()
+        assert float(fields[0]) == pytest.approx(row["pretrained"], abs=6e-4)
+        assert float(fields[1]) == pytest.approx(row["random"], abs=6e-4)
+        better = " ".join(fields[2:4]) if fields[2] == "random" else fields[2]
+        assert better == row["better"]
+        if row["reference"] is not None:
+            assert float(fields[4 if fields[2] == "random" else 3]) == pytest.approx(row["reference"], abs=6e-4)
+    counts = quick_demo.summary["better_counts"]
+    assert sum(counts.values()) == len(quick_demo.summary["table"])
+    assert (f"pretrained better on {counts['pretrained']} of {len(quick_demo.summary['table'])} figures, "
+            f"random init on {counts['random init']}, ties {counts['tie']}") in quick_demo.stdout
+
+
+def test_phantom_data_is_deidentified_and_held_out(quick_demo):
+    data = quick_demo.summary["data"]
+    cfg = quick_demo.summary["config"]
+    assert data["train"]["phantoms"] == data["train"]["prepared"] == cfg["clips"]
+    assert data["test"]["phantoms"] == data["test"]["prepared"] == cfg["test_clips"]
+    assert data["identifiers_in_cache"] == 0 and data["shared_phantom_seeds"] == 0
+    # The check really looks: the DICOMs do carry the identifiers it searches for.
+    truth = (quick_demo.out / "phantoms" / "train" / "phantom_truth.jsonl").read_text().splitlines()
+    name = json.loads(truth[0])["identifiers"]["PatientID"]
+    assert name.encode() in (quick_demo.out / "phantoms" / "train" / "IMG00001.dcm").read_bytes()
+
+
+def test_real_cine_phase_is_measured(quick_demo):
+    real = quick_demo.summary["real_a4c"]
+    assert real["available"] and real["fps"] == pytest.approx(30.0, abs=0.1)
+    assert 40 <= real["heart_rate_bpm"] <= 150 and real["cycle_frames"] > 0
+    assert real["ed_frames"] and real["es_frames"]
+    assert f"heart rate {real['heart_rate_bpm']:.3f} bpm" in quick_demo.stdout
+
+
+def test_random_arm_is_the_weights_pretraining_started_from(tmp_path):
+    from echofm.model import load_model
+
+    run = tmp_path / "run"
+    rc = main(["pretrain", "--config", "echofm-tiny", "--data", "synth:2", "--out", str(run), "--steps", "1",
+               "--batch-size", "2", "--lr", "1e-30", "--weight-decay", "0", "--set", "model.img_size=32",
+               "--workers", "0", "--checkpoint-every", "0", "--seed", "7", "--no-progress"])
+    assert rc == 0
+    trained = load_model(run / "model")
+    start = demo.random_init_model(trained.cfg, 7)
+    other = demo.random_init_model(trained.cfg, 8)
+    for (name, a), b, c in zip(trained.state_dict().items(), start.state_dict().values(), other.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert any(not torch.allclose(a, c) for a, c in zip(start.state_dict().values(), other.state_dict().values()))
+
+
+def test_out_folder_is_cleared_only_when_a_demo_wrote_it(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not written by `echofm demo`"):
+        demo._prepare_out(foreign)
+    assert (foreign / "thesis.txt").read_text() == "keep me"
+    previous = tmp_path / "previous"
+    demo._prepare_out(previous)
+    (previous / "pretrain").mkdir()
+    (previous / "pretrain" / "old.txt").write_text("old")
+    (previous / "notes.txt").write_text("user file")
+    demo._prepare_out(previous)
+    assert not (previous / "pretrain").exists() and (previous / "notes.txt").exists()
+
+
+def test_options_have_help_and_quick_keeps_explicit_sizes():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["demo"]
+    options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+    assert {"out", "seed", "clips", "test_clips", "steps", "size", "quick"} <= {a.dest for a in options}
+    assert all(a.help and len(a.help) > 10 for a in options)
+    args = parser.parse_args(["demo", "--quick", "--steps", "9"])
+    cfg = demo.build_config(args)
+    assert cfg.steps == 9 and cfg.clips == demo.QUICK["clips"] and cfg.size == demo.QUICK["size"]
+    full = demo.build_config(parser.parse_args(["demo"]))
+    assert full.steps == demo.DemoConfig().steps
+    with pytest.raises(ValueError, match="multiple of 16"):
+        demo.build_config(parser.parse_args(["demo", "--size", "72"]))
