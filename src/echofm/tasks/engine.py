@@ -362,7 +362,7 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
     run_info = {"finetune": dataclasses.asdict(config), "spec": dataclasses.asdict(spec), "init": init_name,
                 "world_size": ctx.world_size,
                 "data": {"format": data.name, "root": str(data.root), "train": len(train), "val": len(val),
-                         "skipped": len(data.skipped)}}
+                         "skipped": len(data.skipped), "preprocess": any(s.preprocess for s in data.samples)}}
     start_epoch, best = 0, None
     state = _load_resume_state(ckpt_path, device) if resume and ckpt_path.exists() else None
     if state is not None:
