@@ -24,9 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-stride", type=int, default=None, help="frames between windows (default: the run's)")
     p.add_argument("--eval-max-windows", type=int, default=None, help="at most this many windows per video")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda (under torchrun: this rank's GPU) or auto; under torchrun the videos are "
+                        "shared out and rank 0 writes")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="numeric precision")
     p.add_argument("--strict", action="store_true", help="fail on the first unusable dataset item")
+    p.add_argument("--no-sector", action="store_true", default=None,
+                   help="--format csv: read the listed files as stored, without the sector pipeline "
+                        "(default: as the run was trained)")
     p.add_argument("--no-plots", action="store_true", help="write metrics only")
 
 
@@ -42,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run_dir = Path(args.model)
-    model = load_task_model(run_dir).to(args.device)
+    model = load_task_model(run_dir)  # evaluate() moves it to the (per-rank) device
     run_info = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
     data_dir = args.data or run_info.get("data", {}).get("root")
     fmt = args.format or run_info.get("data", {}).get("format")
@@ -52,12 +57,17 @@ def run(args: argparse.Namespace) -> int:
         raise EchoFMError(f"{run_dir}: give --data and --format (the run does not record them)")
     saved = getattr(model, "finetune_config", {}) or {}
     target = model.spec.target
+    trained_on_sector = run_info.get("data", {}).get("preprocess", True)
+    preprocess = not args.no_sector if args.no_sector is not None else trained_on_sector
     data = read_dataset(fmt, data_dir, task=model.spec.task,
-                        target=target if fmt in ("csv", "tmed") else None, strict=args.strict)
+                        target=target if fmt in ("csv", "tmed") else None, strict=args.strict, preprocess=preprocess)
     options = EvalOptions(period=int(saved.get("period", 1)),
                           stride=args.eval_stride if args.eval_stride is not None else saved.get("eval_stride"),
                           max_windows=args.eval_max_windows or saved.get("eval_max_windows"),
                           batch_size=args.batch_size, device=args.device, precision=args.precision)
     metrics = evaluate(model, data, split=args.split, out_dir=args.out, options=options, plots=not args.no_plots)
-    print(json.dumps(metrics, indent=2, default=str)[:4000])
+    from echofm.commands.finetune import is_main_process
+
+    if is_main_process():
+        print(json.dumps(metrics, indent=2, default=str)[:4000])
     return 0

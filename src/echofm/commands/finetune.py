@@ -10,7 +10,9 @@ HELP = "adapt a pretrained encoder to a clinical task (linear / attentive probe 
 DESCRIPTION = (
     "Adapt an EchoFM encoder to ejection fraction (ef), view classification (view), chamber segmentation "
     "(segment) or disease grading (disease), reading the dataset in its public layout. Writes RUN/config.json, "
-    "RUN/metrics.jsonl, RUN/checkpoint.pt (resume) and the best model (RUN/model.safetensors + task.json).")
+    "RUN/metrics.jsonl, RUN/checkpoint.pt (resume) and the best model (RUN/model.safetensors + task.json). "
+    "Several GPUs or CPU processes: launch it with torchrun, e.g. "
+    "`torchrun --nproc_per_node=4 -m echofm finetune ... --device cuda` (one rank per process; rank 0 writes).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-fraction", type=float, default=1.0,
                    help="share of the training split to use (class-stratified, seeded): few-shot curves")
     p.add_argument("--epochs", type=int, default=10, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per step")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="clips per step and process (under torchrun the global batch is this x processes)")
     p.add_argument("--lr", type=float, default=None,
                    help="base learning rate, scaled by batch-size/64 (default per mode: linear 1e-2, "
                         "attentive 1e-3, full 5e-4)")
@@ -52,12 +55,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated encoder blocks feeding the segmentation decoder (default: 4 evenly spaced)")
     p.add_argument("--attentive-queries", type=int, default=1, help="learned queries of the attentive probe")
     p.add_argument("--seed", type=int, default=0, help="random seed (sampling, initialisation, label fraction)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda (under torchrun: this rank's GPU, cuda:LOCAL_RANK) or auto (a GPU if there is one)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="numeric precision")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--strict", action="store_true",
                    help="fail on the first unusable dataset item instead of logging and skipping it")
+    p.add_argument("--no-sector", action="store_true",
+                   help="--format csv: read the listed files as stored, without the sector pipeline (mask, crop, "
+                        "resize) that echofm prepare and inference apply; for files that are already clean crops")
     p.add_argument("--no-validate", action="store_true", help="do not evaluate on the val split each epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -87,9 +94,18 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, num_workers=args.num_workers, validate=not args.no_validate,
         progress=not args.no_progress)
     data = read_dataset(args.format, args.data, task=args.task,
-                        target=target if args.format in ("csv", "tmed") else None, strict=args.strict)
+                        target=target if args.format in ("csv", "tmed") else None, strict=args.strict,
+                        preprocess=not args.no_sector)
     result = finetune(data, args.init, config, args.out, resume=args.resume)
     last = result.history[-1] if result.history else {}
-    print(json.dumps({"run": str(result.run_dir), "epochs": len(result.history),
-                      "train_loss": last.get("train_loss"), "best": result.best}, indent=2))
+    if is_main_process():
+        print(json.dumps({"run": str(result.run_dir), "epochs": len(result.history),
+                          "train_loss": last.get("train_loss"), "best": result.best}, indent=2))
     return 0
+
+
+def is_main_process() -> bool:
+    """False on the ranks > 0 of a torchrun job (which print nothing: rank 0 reports)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"

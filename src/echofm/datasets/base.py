@@ -50,6 +50,10 @@ class Sample:
     masks_loader: picklable callable ``(height, width)`` of the loaded frames ->
         ``{frame_index: uint8 [H, W] label map}`` with 0 background, 1 LV cavity, 2 LV myocardium, 3 LA (frame indices of the loaded frames).
     meta: technical facts (fps, ED/ES frame indices, pixel spacing ...).
+    preprocess: ``path`` is a raw echo recording (a scanner DICOM or video): loading runs it
+        through the shared sector pipeline (``preprocess_clip``: sector mask, crop, square
+        pad, resize), as ``echofm prepare`` and inference do. Only for samples without
+        label maps, whose pixel coordinates the crop would move.
     """
 
     id: str
@@ -60,9 +64,15 @@ class Sample:
     frames_loader: Optional[Callable[[], Frames]] = None
     masks_loader: Optional[Callable[[int, int], dict[int, np.ndarray]]] = None
     meta: dict[str, Any] = field(default_factory=dict)
+    preprocess: bool = False
 
-    def load_frames(self) -> Frames:
-        return self.frames_loader() if self.frames_loader is not None else load_video(self.path)
+    def load_frames(self, size: Optional[int] = None) -> Frames:
+        """The recording's frames; ``size`` is the side the model will resize them to, which
+        the sector pipeline of a ``preprocess`` sample resizes to directly (None: the
+        cropped sector keeps its own resolution). Other samples ignore ``size``."""
+        if self.frames_loader is not None:
+            return self.frames_loader()
+        return load_video(self.path, preprocess=self.preprocess, size=size)
 
     def load_masks(self, height: int, width: int) -> dict[int, np.ndarray]:
         """Label maps of the labelled frames, for frames of size height x width."""
@@ -154,76 +164,28 @@ def normalise_split(value: str, where: str) -> str:
     return table[v]
 
 
-def load_video(path: Path) -> Frames:
+def load_video(path: Path, preprocess: bool = False, size: Optional[int] = None) -> Frames:
     """Decode one recording to uint8 frames ``[T, H, W]`` / ``[T, H, W, 3]`` and its fps.
 
-    The single place where task datasets decode files: uses ``echofm.read_clip`` (the
-    shared readers) when that is available, else PyAV / pydicom / Pillow / NumPy here.
+    The single place where task datasets decode files, with the shared readers
+    (``echofm.io.read_clip``). With ``preprocess`` a raw source goes through the same
+    ``preprocess_clip`` pipeline as ``echofm prepare`` and inference (``load_study``):
+    sector masked, cropped, padded square, grey, resized to ``size`` (None: not resized),
+    so training and inference see the same pixels. A prepared cache clip (``.npy``) is
+    preprocessed already and is only resized.
     """
-    try:
-        from echofm.io import read_clip  # type: ignore[attr-defined]
-    except ImportError:
-        read_clip = None
-    if read_clip is not None:
-        clip = read_clip(path)
+    from echofm.io import read_clip
+
+    clip = read_clip(path)  # ClipReadError names the file and the reason
+    if not preprocess:
         return clip.frames, clip.fps
-    return _load_video_fallback(Path(path))
+    from echofm.preprocess.transforms import PreprocessConfig, Resize, build_steps, resize_frames
 
-
-def _load_video_fallback(path: Path) -> Frames:
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
-            from PIL import Image
-
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("L") if im.mode not in ("RGB", "L") else im)
-            return _as_frames(arr[None], path), None
-        if suffix == ".npy":
-            return _as_frames(np.load(path, allow_pickle=False), path), None
-        if suffix in (".dcm", "") or path.name.lower().endswith(".dicom"):
-            import pydicom
-
-            ds = pydicom.dcmread(str(path))
-            arr = ds.pixel_array
-            frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-            if frames == 1:
-                arr = arr[None]
-            fps = None
-            if getattr(ds, "FrameTime", None):
-                fps = 1000.0 / float(ds.FrameTime)
-            if arr.dtype != np.uint8:
-                arr = np.clip(arr.astype(np.float64) / max(float(arr.max()), 1.0) * 255.0, 0, 255).astype(np.uint8)
-            return _as_frames(arr, path), fps
-        import av
-
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate) if stream.average_rate else None
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-        if not frames:
-            raise DatasetError(f"{path}: video holds no frames")
-        arr = np.stack(frames)
-        if np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
-            arr = arr[..., 0]  # grey video stored as RGB
-        return arr, fps
-    except DatasetError:
-        raise
-    except Exception as exc:  # decoder errors of every library
-        raise DatasetError(f"{path}: cannot decode ({type(exc).__name__}: {exc})") from exc
-
-
-def _as_frames(arr: np.ndarray, path: Path) -> np.ndarray:
-    """Any of [H, W], [T, H, W], [T, H, W, 3|4] -> uint8 [T, H, W(, 3)]."""
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim == 4 and arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] != 3):
-        raise DatasetError(f"{path}: cannot read array of shape {arr.shape} as frames")
-    if arr.dtype != np.uint8:
-        hi = float(arr.max()) if arr.size else 1.0
-        arr = np.clip(arr.astype(np.float64) * (255.0 / hi if hi > 255 else 1.0), 0, 255).astype(np.uint8)
-    return arr
+    if clip.source_kind == "npy":
+        frames = clip.frames if size is None or clip.frames.shape[1:3] == (size, size) else resize_frames(clip.frames, size)
+        return frames, clip.fps
+    for step in build_steps(PreprocessConfig(size=size or PreprocessConfig().size)):
+        if size is None and isinstance(step, Resize):
+            continue
+        clip = step(clip)
+    return clip.frames, clip.fps

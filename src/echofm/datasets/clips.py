@@ -7,8 +7,11 @@ long ``[F, S, S]`` with ``IGNORE`` (255) on frames without labels.
 A window is ``num_frames`` frame indices ``start + period * k``. Indices past the end of
 a short video repeat its last frame (a still image is its one frame repeated).
 Training takes one random window per sample (for segmentation, one that contains a
-labelled frame); evaluation takes windows covering the whole video (``covering_starts``),
-as EchoNet-Dynamic does for its video-level estimate.
+labelled frame), drawn from (seed, epoch, sample index) only, so the choice does not
+depend on which process or loader worker reads the sample, nor on the order it is read
+in (one process and a DDP job see the same windows; a resumed run repeats them);
+evaluation takes windows covering the whole video (``covering_starts``), as
+EchoNet-Dynamic does for its video-level estimate.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class ClipDataset(Dataset):
     Items: ``{"clips": [3, F, S, S], "target": tensor, "index": int}``; with
     ``segmentation`` also ``"masks": long [F, S, S]`` (IGNORE where a frame is unlabelled).
     encode_target: Sample -> tensor (the task's label encoding); None for segmentation.
+    The window of item i is drawn from (seed, epoch, i); ``set_epoch`` moves to the next epoch.
     """
 
     def __init__(self, samples: list[Sample], num_frames: int, size: int, period: int = 1,
@@ -85,26 +89,30 @@ class ClipDataset(Dataset):
                  segmentation: bool = False, seed: int = 0):
         self.samples, self.num_frames, self.size, self.period = samples, num_frames, size, period
         self.encode_target, self.segmentation = encode_target, segmentation
-        self.rng = random.Random(seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict:
         sample = self.samples[i]
-        frames, _ = sample.load_frames()
+        frames, _ = sample.load_frames(self.size)
         T = frames.shape[0]
+        rng = random.Random(f"clip-window/{self.seed}/{self.epoch}/{i}")  # str seeds hash the same everywhere
         item: dict = {"index": i}
         if self.segmentation:
             masks = sample.load_masks(frames.shape[1], frames.shape[2])
             labelled = sorted(f for f in masks if 0 <= f < T)
             if not labelled:
                 raise ValueError(f"{sample.path}: no labelled frame inside its {T} frames")
-            start = labelled_window_start(T, self.num_frames, self.period, self.rng.choice(labelled), self.rng)
+            start = labelled_window_start(T, self.num_frames, self.period, rng.choice(labelled), rng)
             idx = window_indices(T, self.num_frames, self.period, start)
             item["masks"] = window_masks(masks, idx, frames.shape[1], frames.shape[2], self.size)
         else:
-            start = self.rng.randrange(max(1, T - (self.num_frames - 1) * self.period))
+            start = rng.randrange(max(1, T - (self.num_frames - 1) * self.period))
             idx = window_indices(T, self.num_frames, self.period, start)
         item["clips"] = to_model_frames(frames[idx], self.size)
         if self.encode_target is not None:
@@ -146,7 +154,7 @@ class VideoWindows(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         sample = self.samples[i]
-        frames, fps = sample.load_frames()
+        frames, fps = sample.load_frames(self.size)
         T = frames.shape[0]
         starts = covering_starts(T, self.num_frames, self.period, self.stride)
         if self.max_windows and len(starts) > self.max_windows:

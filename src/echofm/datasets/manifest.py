@@ -7,6 +7,12 @@ number (regression) or several class names separated by ``;`` or ``|`` (multi-la
 ``split`` is train/val/test; without the column every row is ``train``. Extra columns
 become further targets (``--target`` picks one), and a ``group`` column groups rows
 (e.g. a study) for aggregated predictions.
+
+The files are raw recordings (scanner DICOMs, videos, images): loading runs them through
+the shared sector pipeline (``preprocess_clip``: sector mask, crop, square pad, resize to
+the model's input), the one ``echofm prepare`` and inference use, so a model never sees
+other pixels in training than at inference. Prepared cache clips (``.npy`` from
+``echofm prepare``) are already preprocessed and are only resized.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ def find_manifest(data: Path) -> Path:
 
 
 def read_manifest(data: str | Path, target: str = "label", path_column: Optional[str] = None,
-                  strict: bool = False) -> DatasetIndex:
+                  strict: bool = False, preprocess: bool = True) -> DatasetIndex:
     """Index a manifest CSV; rows whose ``target`` is empty or whose file is missing are skipped.
 
     path_column: the column naming the files (default: the first of path, filename, file present).
+    preprocess: run raw files through the sector pipeline when loaded (see the module docstring);
+    False reads the frames as stored (files that are already clean, square crops).
     """
     csv_file = find_manifest(Path(data))
     if path_column is None:
@@ -63,5 +71,6 @@ def read_manifest(data: str | Path, target: str = "label", path_column: Optional
         seen.add(rel)
         split = normalise_split(row["split"], where) if row.get("split") else "train"
         targets = {k: v for k, v in row.items() if k not in (path_column, "split", "group") and v != ""}
-        samples.append(Sample(id=rel, path=path, split=split, targets=targets, group=row.get("group") or None))
+        samples.append(Sample(id=rel, path=path, split=split, targets=targets, group=row.get("group") or None,
+                              preprocess=preprocess))
     return finish("manifest", csv_file.parent, samples, skips)

@@ -18,11 +18,12 @@ def default_target(task: str, fmt: str) -> Optional[str]:
 
 
 def read_dataset(fmt: str, root: str | Path, task: Optional[str] = None, target: Optional[str] = None,
-                 strict: bool = False) -> DatasetIndex:
+                 strict: bool = False, preprocess: bool = True) -> DatasetIndex:
     """Index a dataset of format ``fmt`` for ``task`` (``ef``, ``view``, ``segment``, ``disease``).
 
     The task decides what an item needs: segmentation keeps only items with label maps;
     TMED-2 reads the view or the diagnosis split; the CSV manifest reads column ``target``.
+    preprocess: the CSV manifest's raw files go through the sector pipeline (False: read as stored).
     """
     segment = task == "segment"
     if fmt == "echonet":
@@ -49,5 +50,5 @@ def read_dataset(fmt: str, root: str | Path, task: Optional[str] = None, target:
     if fmt in ("csv", "manifest"):
         from echofm.datasets.manifest import read_manifest
 
-        return read_manifest(root, target=target or "label", strict=strict)
+        return read_manifest(root, target=target or "label", strict=strict, preprocess=preprocess)
     raise DatasetError(f"unknown dataset format {fmt!r}; choose from {', '.join(FORMATS)}")

@@ -1,22 +1,32 @@
-"""Adapting an encoder to a task: a small, self-contained training loop.
+"""Adapting an encoder to a task: the training loop, in one process or one rank of ``torchrun``.
 
 ``finetune(data, init, config, out_dir)`` trains a ``TaskModel`` on the ``train`` split,
 validates on ``val`` (when present) after each epoch, and writes the run directory:
 
     out_dir/config.json      the resolved FinetuneConfig, task spec, data and init source
     out_dir/metrics.jsonl    one JSON line per epoch (loss, lr, validation metrics, time)
-    out_dir/checkpoint.pt    latest full state (model, optimiser, schedule, epoch, RNG): resume
+    out_dir/checkpoint.pt    latest full state (model, optimiser, epoch, best, every rank's RNG): resume
     out_dir/model.safetensors + task.json   the best model on validation (else the last)
 
 Modes: ``linear`` / ``attentive`` probes on frozen features; ``full`` fine-tuning with
 layer-wise learning-rate decay (block i of depth D gets ``lr * layer_decay**(D - i)``,
 the embeddings ``lr * layer_decay**(D + 1)``, the head ``lr``). ``label_fraction`` keeps
 a seeded, class-stratified (classification) or grouped share of the training split for
-few-shot curves. One process; multi-GPU runs are left to the pretraining engine.
+few-shot curves.
+
+Distributed: under ``torchrun`` every process is one rank (the pretraining engine's
+helpers, ``echofm.train.distributed``: NCCL on GPUs, gloo on CPUs). A DistributedSampler
+shards each epoch's order, DistributedDataParallel averages gradients, the logged loss is
+averaged over ranks, validation windows are shared out and their outputs gathered, and
+only rank 0 writes files. ``batch_size`` is per process; the learning rate scales with
+the global batch. The data order comes from (seed, epoch) and each clip's window from
+(seed, epoch, index), so G processes with batch B train like one with batch G*B, and a
+resumed run repeats an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -24,6 +34,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,20 +42,25 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from echofm.datasets.base import DatasetIndex, Sample
 from echofm.datasets.clips import ClipDataset
 from echofm.errors import EchoFMError
-from echofm.model.echofm import VideoEncoder
 from echofm.files import atomic_write
+from echofm.model.echofm import VideoEncoder
 from echofm.precision import autocast
 from echofm.tasks import get_task
 from echofm.tasks.adapter import MODES, TaskModel, save_task_model
-from echofm.tasks.base import EvalOptions
+from echofm.tasks.base import EvalOptions, run_windows
+from echofm.train import checkpoint as ckpt
+from echofm.train.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
+                                      init_distributed, shutdown)
+from echofm.train.logging import trim_metrics
 
 log = logging.getLogger("echofm.tasks")
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "echofm-finetune-checkpoint/1"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 # Base learning rates per mode (AdamW, scaled by batch_size / 64 as in MAE fine-tuning).
@@ -96,8 +112,9 @@ class FinetuneConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.period < 1:
             raise ValueError("epochs, batch_size and period must be at least 1")
 
-    def base_lr(self) -> float:
-        return (self.lr if self.lr is not None else DEFAULT_LR[self.mode]) * self.batch_size / 64
+    def base_lr(self, world_size: int = 1) -> float:
+        """The applied learning rate: lr (or the mode's default) x global batch / 64."""
+        return (self.lr if self.lr is not None else DEFAULT_LR[self.mode]) * self.batch_size * world_size / 64
 
     def eval_options(self) -> EvalOptions:
         return EvalOptions(period=self.period, stride=self.eval_stride, max_windows=self.eval_max_windows,
@@ -191,7 +208,9 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 
 def _build_encoder(init) -> tuple[VideoEncoder, str]:
     if isinstance(init, VideoEncoder):
-        return init, "<VideoEncoder object>"
+        # A copy: adapting must not change the caller's encoder (full mode trains it,
+        # the probes switch its gradients off), which may be adapted again.
+        return copy.deepcopy(init), "<VideoEncoder object>"
     from echofm.model.weights import load_encoder
 
     return load_encoder(init), str(init)
@@ -208,17 +227,105 @@ def _append_jsonl(path: Path, record: dict) -> None:
         f.flush()
 
 
+class _TaskLoss(torch.nn.Module):
+    """The task's loss as a module: DistributedDataParallel synchronises gradients only
+    through ``forward``, and a task's loss calls several methods of the model."""
+
+    def __init__(self, model: TaskModel, task):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.task.loss(self.model, batch)
+
+
+class _ReplayModel(torch.nn.Module):
+    """Stands in for a TaskModel inside ``task.evaluate``: returns window outputs computed
+    earlier (by all ranks), in the order ``run_windows`` asks for them."""
+
+    def __init__(self, model: TaskModel, outputs: list[torch.Tensor]):
+        super().__init__()
+        self.cfg, self.spec, self.mode = model.cfg, model.spec, model.mode
+        self.outputs = torch.cat(outputs) if outputs else torch.empty(0)
+        self.position = 0
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        n = clips.shape[0]
+        out = self.outputs[self.position:self.position + n]
+        if out.shape[0] != n:
+            raise RuntimeError(f"gathered evaluation outputs ran out at window {self.position}")
+        self.position += n
+        return out
+
+
+def evaluate_samples(ctx: DistContext, task, model: TaskModel, samples: list[Sample], options: EvalOptions,
+                     plots_dir: Optional[Path] = None) -> tuple[dict, list[dict]]:
+    """``task.evaluate`` over every rank of a job (a collective: call it on every rank).
+
+    One process: the task's own evaluation. Several: each rank runs the model on every
+    world_size-th video, the window outputs are gathered, and rank 0 scores them all
+    (and draws the plots); every rank returns the same (metrics, records). Segmentation
+    outputs (per-pixel, per-frame) are too large to gather, so rank 0 scores those alone.
+    """
+    if not ctx.active:
+        return task.evaluate(model, samples, options, plots_dir=plots_dir)
+    result = None
+    if model.spec.kind == "segmentation":
+        if ctx.is_main:
+            result = task.evaluate(model, samples, options, plots_dir=plots_dir)
+        return broadcast_object(ctx, result)
+    mine = list(range(ctx.rank, len(samples), ctx.world_size))
+    outputs = {i: out for i, (_, _, out) in zip(mine, run_windows(model, [samples[i] for i in mine], options))}
+    gathered = all_gather_objects(ctx, outputs)
+    if ctx.is_main:
+        merged = {i: out for part in gathered for i, out in part.items()}
+        replay = _ReplayModel(model, [merged[i] for i in range(len(samples))])
+        result = task.evaluate(replay, samples, options, plots_dir=plots_dir)
+    return broadcast_object(ctx, result)
+
+
 def finetune(data: DatasetIndex, init, config: FinetuneConfig, out_dir: str | Path,
              resume: bool = False) -> FinetuneResult:
     """Adapt ``init`` (a model source for ``load_encoder`` or a ``VideoEncoder``) to ``config.task``.
 
     resume: continue from ``out_dir/checkpoint.pt`` (the config must match); without it an
     existing checkpoint there is an error, so a run is never overwritten by accident.
+    Under ``torchrun`` call it on every rank (each joins the job's process group).
     """
-    out = Path(out_dir)
+    ctx = init_distributed(config.device)
+    try:
+        return _finetune(ctx, data, init, config, Path(out_dir), resume)
+    finally:
+        shutdown(ctx)
+
+
+def _seed_rank(seed: int, rank: int) -> None:
+    """Distinct, reproducible per-rank streams for what differs between ranks (drop-path)."""
+    from echofm.train.data import stable_seed
+
+    s = stable_seed(seed, "finetune-rank", rank)
+    torch.manual_seed(s)
+    np.random.seed(s % 2**32)
+    random.seed(s)
+
+
+def _load_resume_state(path: Path, device: torch.device) -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated file, foreign pickle
+        raise EchoFMError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise EchoFMError(f"{path}: not an echofm fine-tuning checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return state
+
+
+def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig, out: Path,
+              resume: bool) -> FinetuneResult:
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise EchoFMError(f"{out}: holds a run already ({CHECKPOINT}); pass resume (--resume) or choose another --out")
+    device = ctx.device
+    # The same seed on every rank: identical head initialisation and label-fraction draw.
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     task = get_task(config.task)
@@ -236,92 +343,148 @@ def finetune(data: DatasetIndex, init, config: FinetuneConfig, out_dir: str | Pa
     if not train:
         raise EchoFMError(f"{data.root}: no usable training samples for task {config.task}")
     encoder, init_name = _build_encoder(init)
-    model = TaskModel(encoder, spec, config.mode).to(config.device)
-    base_lr = config.base_lr()
+    model = TaskModel(encoder, spec, config.mode).to(device)
+    base_lr = config.base_lr(ctx.world_size)
     optimizer = torch.optim.AdamW(param_groups(model, base_lr, config.weight_decay, config.layer_decay),
                                   lr=base_lr, betas=(0.9, 0.999))
     cfg = model.cfg
     train_set = ClipDataset(train, cfg.num_frames, cfg.img_size, config.period,
                             encode_target=None if spec.kind == "segmentation" else functools.partial(task.encode, spec=spec),
                             segmentation=spec.kind == "segmentation", seed=config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_set, batch_size=min(config.batch_size, len(train_set)), shuffle=True,
-                        drop_last=False, num_workers=config.num_workers, generator=generator)
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=config.seed, drop_last=False)
+    loader = DataLoader(train_set, batch_size=min(config.batch_size, len(sampler)), sampler=sampler,
+                        drop_last=False, num_workers=config.num_workers, pin_memory=device.type == "cuda")
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    eval_options = dataclasses.replace(config.eval_options(), device=str(device))
     run_info = {"finetune": dataclasses.asdict(config), "spec": dataclasses.asdict(spec), "init": init_name,
+                "world_size": ctx.world_size,
                 "data": {"format": data.name, "root": str(data.root), "train": len(train), "val": len(val),
-                         "skipped": len(data.skipped)}}
-    start_epoch, best, history = 0, None, []
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=config.device, weights_only=True)
+                         "skipped": len(data.skipped), "preprocess": any(s.preprocess for s in data.samples)}}
+    start_epoch, best = 0, None
+    state = _load_resume_state(ckpt_path, device) if resume and ckpt_path.exists() else None
+    if state is not None:
         saved = json.loads(state["run_info"])
         if saved["finetune"] != json.loads(json.dumps(run_info["finetune"], default=str)):
             raise EchoFMError(f"{ckpt_path}: was written with a different configuration; cannot resume it")
+        if saved.get("world_size") != ctx.world_size:
+            warnings.warn(f"{ckpt_path}: saved by {saved.get('world_size')} process(es), resumed by {ctx.world_size}: "
+                          f"training continues, but the data order differs from an uninterrupted run")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best = int(state["epoch"]), json.loads(state["best"]) if state["best"] else None
-        torch.set_rng_state(state["torch_rng"])
-        generator.set_state(state["loader_rng"])
-        log.info("resuming %s at epoch %d", out, start_epoch)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / CONFIG, run_info)
+    if state is not None and ctx.rank < len(state["rng"]):
+        ckpt.restore_rng_state(state["rng"][ctx.rank])
+    else:
+        _seed_rank(config.seed, ctx.rank)
+    state = None  # free the loaded tensors
+
+    loss_module: torch.nn.Module = _TaskLoss(model, task)
+    if ctx.active:
+        # Full fine-tuning for segmentation leaves the encoder's final norm unused (the decoder
+        # reads intermediate blocks); DDP must be told, or it waits for those gradients.
+        loss_module = torch.nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=spec.kind == "segmentation" and not model.frozen)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / CONFIG, run_info)
+        trim_metrics(out / METRICS, start_epoch * steps_per_epoch)  # drop epochs a crash left unfinished
+        if start_epoch:
+            log.info("resuming %s at epoch %d", out, start_epoch)
+    barrier(ctx)
 
     from tqdm.auto import tqdm
 
     step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
-        t0, losses = time.time(), []
-        bar = tqdm(loader, desc=f"{config.task} epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not config.progress or None)
-        for batch in bar:
-            lr = lr_at(step, total_steps, warmup, base_lr)
-            for g in optimizer.param_groups:
-                g["lr"] = lr * g["lr_scale"]
-            batch = {k: v.to(config.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with autocast(config.precision, config.device):
-                loss = task.loss(model, batch)
-            if not torch.isfinite(loss):
-                raise EchoFMError(f"{config.task}: loss became {float(loss)} at epoch {epoch + 1}, step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            step += 1
-        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)), "lr": lr,
-                  "seconds": round(time.time() - t0, 2)}
-        improved = False
-        if val:
-            metrics, _ = task.evaluate(model, val, config.eval_options())
-            name, value, higher = task.main_metric(metrics)
-            record.update({"val": metrics, "val_metric": name, "val_value": value})
-            improved = best is None or (value > best["value"] if higher else value < best["value"])
-            if improved:
-                best = {"epoch": epoch + 1, "metric": name, "value": value}
-        else:
-            improved = True  # no validation split: the latest model is the one kept
-        if improved:
-            save_task_model(model, out, run_info["finetune"], {"epoch": epoch + 1, "best": best, "init": init_name})
-        history.append(record)
-        _append_jsonl(out / METRICS, record)
-        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                      "best": json.dumps(best), "torch_rng": torch.get_rng_state(),
-                      "loader_rng": generator.get_state(), "run_info": json.dumps(run_info, default=str)}
-        atomic_write(ckpt_path, lambda tmp: torch.save(checkpoint, tmp))
-        log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if k != "val"})
+    history: list[dict] = []
+    bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
+               desc=f"{config.task} {config.mode}" + (f" x{ctx.world_size}" if ctx.active else ""),
+               disable=True if not (config.progress and ctx.is_main) else None)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            model.train()
+            t0 = time.time()
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            lr = base_lr
+            for batch in loader:
+                lr = lr_at(step, total_steps, warmup, base_lr)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr * g["lr_scale"]
+                batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+                with autocast(config.precision, device):
+                    loss = loss_module(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                # One collective per step: the ranks' mean loss, which every rank checks, so a
+                # NaN stops all of them together instead of leaving the others waiting.
+                mean_loss = all_reduce_sum(ctx, loss.detach().double().reshape(())) / ctx.world_size
+                value = float(mean_loss)
+                if not math.isfinite(value):
+                    raise EchoFMError(f"{config.task}: loss became {value} at epoch {epoch + 1}, step {step + 1}; "
+                                      f"stopped before the update (lower --lr)")
+                optimizer.step()
+                loss_sum += mean_loss
+                step += 1
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}", refresh=False)
+            record = {"epoch": epoch + 1, "step": step, "train_loss": float(loss_sum) / steps_per_epoch, "lr": lr,
+                      "seconds": round(time.time() - t0, 2)}
+            improved = True  # without a validation split the latest model is the one kept
+            if val:
+                metrics, _ = evaluate_samples(ctx, task, model, val, eval_options)
+                name, value, higher = task.main_metric(metrics)
+                record.update({"val": metrics, "val_metric": name, "val_value": value})
+                improved = best is None or (value > best["value"] if higher else value < best["value"])
+                if improved:
+                    best = {"epoch": epoch + 1, "metric": name, "value": value}
+            history.append(record)
+            _save_epoch(ctx, model, optimizer, out, run_info, record, best, improved, init_name)
+            log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if k != "val"})
+    finally:
+        bar.close()
+    barrier(ctx)  # rank 0 has written the model the others read next
     from echofm.tasks.adapter import load_task_model
 
     return FinetuneResult(run_dir=out, model=load_task_model(out), history=history, best=best)
+
+
+def _save_epoch(ctx: DistContext, model: TaskModel, optimizer, out: Path, run_info: dict, record: dict,
+                best: Optional[dict], improved: bool, init_name: str) -> None:
+    """Rank 0 writes the epoch's record, the best model and the checkpoint (atomically),
+    with every rank's RNG state; every rank learns whether that worked (a collective)."""
+    rng = all_gather_objects(ctx, ckpt.capture_rng_state())
+    error: Optional[str] = None
+    if ctx.is_main:
+        try:
+            if improved:
+                save_task_model(model, out, run_info["finetune"],
+                                {"epoch": record["epoch"], "best": best, "init": init_name})
+            _append_jsonl(out / METRICS, record)
+            checkpoint = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "epoch": record["epoch"], "best": json.dumps(best), "rng": rng,
+                          "run_info": json.dumps(run_info, default=str)}
+            atomic_write(out / CHECKPOINT, lambda tmp: torch.save(checkpoint, tmp))
+        except Exception as exc:  # report on every rank instead of leaving the others hanging
+            error = f"{out}: epoch {record['epoch']} not saved ({type(exc).__name__}: {exc})"
+    error = broadcast_object(ctx, error)
+    if error:
+        raise EchoFMError(error)
 
 
 def evaluate(model_dir: str | Path | TaskModel, data: DatasetIndex, split: str = "test",
              out_dir: Optional[str | Path] = None, options: Optional[EvalOptions] = None,
              plots: bool = True) -> dict:
     """Evaluate a fine-tuned model on one split; with out_dir write metrics.json,
-    predictions.jsonl and the plots there. Returns the metrics."""
+    predictions.jsonl and the plots there. Returns the metrics.
+
+    Under ``torchrun`` call it on every rank: the videos are shared out, the outputs
+    gathered, and rank 0 writes the files.
+    """
     from echofm.tasks.adapter import load_task_model
 
     model = model_dir if isinstance(model_dir, TaskModel) else load_task_model(model_dir)
@@ -335,13 +498,21 @@ def evaluate(model_dir: str | Path | TaskModel, data: DatasetIndex, split: str =
         saved = getattr(model, "finetune_config", {}) or {}
         options = EvalOptions(period=int(saved.get("period", 1)), stride=saved.get("eval_stride"),
                               max_windows=saved.get("eval_max_windows"))
-    out = Path(out_dir) if out_dir is not None else None
-    metrics, records = task.evaluate(model, samples, options, plots_dir=out if plots else None)
-    metrics = {"task": spec.task, "split": split, "dataset": data.name, "samples": len(samples), **metrics}
-    if out is not None:
-        _write_json(out / "metrics.json", metrics)
-        lines = "".join(json.dumps(r, default=str) + "\n" for r in records)
-        atomic_write(out / "predictions.jsonl", lambda tmp: Path(tmp).write_text(lines))
+    ctx = init_distributed(options.device)
+    try:
+        options = dataclasses.replace(options, device=str(ctx.device))
+        model.to(ctx.device)
+        out = Path(out_dir) if out_dir is not None else None
+        metrics, records = evaluate_samples(ctx, task, model, samples, options,
+                                            plots_dir=out if plots and ctx.is_main else None)
+        metrics = {"task": spec.task, "split": split, "dataset": data.name, "samples": len(samples), **metrics}
+        if out is not None and ctx.is_main:
+            _write_json(out / "metrics.json", metrics)
+            lines = "".join(json.dumps(r, default=str) + "\n" for r in records)
+            atomic_write(out / "predictions.jsonl", lambda tmp: Path(tmp).write_text(lines))
+        barrier(ctx)
+    finally:
+        shutdown(ctx)
     return metrics
 
 
@@ -353,11 +524,19 @@ def finetune_and_evaluate(data: DatasetIndex, init, config: FinetuneConfig, out_
 
         for name, init in {"pretrained": run_dir, "random": "echofm-tiny"}.items():
             scores[name] = finetune_and_evaluate(data, init, cfg, out / name)["main_metric"]["value"]
+
+    Under ``torchrun`` call it on every rank (both stages run distributed).
     """
     out = Path(out_dir)
-    result = finetune(data, init, config, out / "run")
-    metrics = evaluate(result.model, data, split=split, out_dir=out / "eval", options=config.eval_options())
-    name, value, higher = get_task(config.task).main_metric(metrics)
-    metrics["main_metric"] = {"name": name, "value": value, "higher_is_better": higher}
-    _write_json(out / "eval" / "metrics.json", metrics)
+    ctx = init_distributed(config.device)  # one process group for both stages
+    try:
+        result = finetune(data, init, config, out / "run")
+        metrics = evaluate(result.model, data, split=split, out_dir=out / "eval", options=config.eval_options())
+        name, value, higher = get_task(config.task).main_metric(metrics)
+        metrics["main_metric"] = {"name": name, "value": value, "higher_is_better": higher}
+        if ctx.is_main:
+            _write_json(out / "eval" / "metrics.json", metrics)
+        barrier(ctx)
+    finally:
+        shutdown(ctx)
     return metrics
