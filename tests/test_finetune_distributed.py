@@ -22,7 +22,7 @@ TOLERANCE = 1e-5
 
 
 def phantom_views():
-    """16 phantom clips (32 px, 8 frames), 4 per view: 8 train, 4 val, 4 test."""
+    """16 phantom clips (32 px, 12 frames; the tiny encoder takes 8), 4 per view: 8 train, 4 val, 4 test."""
     return phantom_task_dataset(16, PhantomConfig(size=32, num_frames=12, fps=7.5), seed=5, splits=(0.5, 0.25, 0.25))
 
 

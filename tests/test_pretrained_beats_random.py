@@ -9,11 +9,21 @@ Protocol, and why:
 - The random encoder is the pretraining run's own starting point (``EchoFM(cfg).encoder`` under
   the run's seed), so the comparison isolates what pretraining changed.
 - Few labels (8 clips per view) and many held-out clips (64 per view): label efficiency is what
-  pretraining buys, and a large test split keeps the score's noise well below the margin.
-- The attentive probe with the engine's default learning rate, trained long enough to converge
-  on both encoders. Over 3 pretraining seeds x 2 data seeds the pretrained encoder led by 9 to 17
-  points of accuracy; the mean-pooled linear probe led too, but by 0 to 19 points, too close to
-  the noise to assert.
+  pretraining buys, and a large test split keeps the score's noise below the margin.
+- The attentive probe with the engine's default learning rate, trained until both probes fit
+  their training clips (train loss ~0.05). With pretraining seeds 0, 1, 2 the pretrained encoder
+  led by 19, 6 and 7 points of accuracy; the mean-pooled linear probe also led on average, but
+  its lead ranged from 0 to 19 points, too close to the noise to assert.
+
+What a 300-step CPU pretraining does not buy, measured with these encoders and so not asserted:
+- EF (A4C, 144 train / 144 test, attentive probe): MAE 13.9 / 14.7 / 12.7 pretrained vs
+  14.2 / 14.9 / 12.7 random, against 13.7 / 14.7 / 12.7 for predicting the training mean: neither
+  encoder's pooled tokens carry the beat-to-beat change of LV size that EF is (linear probes and
+  up to 640 training clips, or 1500 pretraining steps, did no better).
+- LV segmentation (decoder on frozen features, 32 train / 96 test clips): Dice 0.80 / 0.86 / 0.80
+  pretrained vs 0.82 / 0.86 / 0.80 random. A random encoder's tokens are near-invertible
+  projections of the pixels, and a dark cavity is found from pixels; telling the LV from the
+  other cavities is where pretrained context would have to show, and 300 steps do not get there.
 """
 
 from __future__ import annotations
@@ -65,4 +75,4 @@ def test_pretrained_encoder_classifies_views_better_from_few_labels(encoders, tm
         assert metrics["samples"] == 256
         accuracy[name] = metrics["video"]["accuracy"]
     print(f"view accuracy, attentive probe, 256 held-out clips: {accuracy}")
-    assert accuracy["pretrained"] >= accuracy["random"] + 0.05
+    assert accuracy["pretrained"] >= accuracy["random"] + 0.03  # seeds 0, 1, 2 gave +19, +6, +7 points

@@ -43,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from echofm.errors import EchoFMError
     from echofm.tasks.adapter import load_task_model
     from echofm.tasks.base import EvalOptions
+    from echofm.commands.finetune import is_main_process
     from echofm.tasks.engine import CONFIG, evaluate
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Under torchrun the other ranks stay quiet unless something fails: rank 0 reports.
+    logging.basicConfig(level=logging.INFO if is_main_process() else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
     run_dir = Path(args.model)
     model = load_task_model(run_dir)  # evaluate() moves it to the (per-rank) device
     run_info = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
@@ -66,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
                           max_windows=args.eval_max_windows or saved.get("eval_max_windows"),
                           batch_size=args.batch_size, device=args.device, precision=args.precision)
     metrics = evaluate(model, data, split=args.split, out_dir=args.out, options=options, plots=not args.no_plots)
-    from echofm.commands.finetune import is_main_process
-
     if is_main_process():
         print(json.dumps(metrics, indent=2, default=str)[:4000])
     return 0

@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from echofm.datasets.registry import default_target
     from echofm.tasks.engine import FinetuneConfig, finetune
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Under torchrun the other ranks stay quiet unless something fails: rank 0 reports.
+    logging.basicConfig(level=logging.INFO if is_main_process() else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
     target = args.target or default_target(args.task, args.format)
     seg_layers = [int(x) for x in args.seg_layers.split(",")] if args.seg_layers else None
     config = FinetuneConfig(

@@ -56,7 +56,6 @@ from echofm.tasks.base import EvalOptions, run_windows
 from echofm.train import checkpoint as ckpt
 from echofm.train.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
                                       init_distributed, shutdown)
-from echofm.train.logging import trim_metrics
 
 log = logging.getLogger("echofm.tasks")
 CHECKPOINT = "checkpoint.pt"
@@ -74,8 +73,11 @@ class FinetuneConfig:
     task: ef | view | segment | disease. mode: linear | attentive | full.
     target: which label of the samples to learn (default per task: ef, view, label).
     labels: disease label scheme (as4, as3, ar, multiclass, multilabel).
+    batch_size: clips per step and process (under torchrun the global batch is
+        batch_size x processes).
     lr: base learning rate (None: per mode, see DEFAULT_LR); the applied rate is
-        lr * batch_size / 64. warmup_epochs: linear warm-up, then cosine decay to 0.
+        lr * global batch / 64. warmup_epochs: linear warm-up, then cosine decay to 0.
+    device: cpu, cuda (under torchrun each rank takes cuda:LOCAL_RANK) or auto.
     period: take every period-th frame of a video into a clip.
     eval_stride / eval_max_windows: evaluation windows (None: back to back, all).
     seg_layers: encoder blocks feeding the segmentation decoder (None: 4 evenly spaced).
@@ -221,6 +223,21 @@ def _write_json(path: Path, obj) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def _trim_epochs(path: Path, last_epoch: int) -> None:
+    """Keep the records of epochs up to ``last_epoch`` (a resumed run rewrites the ones it repeats)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line).get("epoch", 0)) <= last_epoch:
+                kept.append(line)
+        except (ValueError, AttributeError):
+            continue  # a line cut short by a crash
+    text = "".join(k + "\n" for k in kept)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record, default=str) + "\n")
@@ -309,9 +326,11 @@ def _seed_rank(seed: int, rank: int) -> None:
     random.seed(s)
 
 
-def _load_resume_state(path: Path, device: torch.device) -> dict:
+def _load_resume_state(path: Path) -> dict:
+    """The checkpoint's plain data, on the CPU (RNG states must be CPU tensors; load_state_dict
+    copies weights to the model's device)."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, foreign pickle
         raise EchoFMError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -364,7 +383,7 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
                 "data": {"format": data.name, "root": str(data.root), "train": len(train), "val": len(val),
                          "skipped": len(data.skipped), "preprocess": any(s.preprocess for s in data.samples)}}
     start_epoch, best = 0, None
-    state = _load_resume_state(ckpt_path, device) if resume and ckpt_path.exists() else None
+    state = _load_resume_state(ckpt_path) if resume and ckpt_path.exists() else None
     if state is not None:
         saved = json.loads(state["run_info"])
         if saved["finetune"] != json.loads(json.dumps(run_info["finetune"], default=str)):
@@ -391,7 +410,7 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / CONFIG, run_info)
-        trim_metrics(out / METRICS, start_epoch * steps_per_epoch)  # drop epochs a crash left unfinished
+        _trim_epochs(out / METRICS, start_epoch)  # drop epochs a crash left without a checkpoint
         if start_epoch:
             log.info("resuming %s at epoch %d", out, start_epoch)
     barrier(ctx)
@@ -444,7 +463,8 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
                     best = {"epoch": epoch + 1, "metric": name, "value": value}
             history.append(record)
             _save_epoch(ctx, model, optimizer, out, run_info, record, best, improved, init_name)
-            log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if k != "val"})
+            if ctx.is_main:
+                log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if k != "val"})
     finally:
         bar.close()
     barrier(ctx)  # rank 0 has written the model the others read next
