@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -40,3 +41,17 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(fh, array)
 
     atomic_write(path, write)
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: Sequence[dict], columns: Optional[Sequence[str]] = None) -> Path:
+    """Write dict rows as CSV atomically. Columns default to every key seen, ``id`` first."""
+    columns = list(columns or sorted({k for r in rows for k in r}, key=lambda k: (k != "id", k)) or ["id"])
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+    return Path(path)

@@ -13,7 +13,6 @@ video for segmentation), an index and a failures list, atomic writes, resumable.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from echofm.errors import EchoFMError
-from echofm.files import atomic_write, save_npy_atomic, write_json_atomic
+from echofm.files import atomic_write, save_npy_atomic, write_csv_atomic, write_json_atomic
 from echofm.precision import autocast
 from echofm.tasks.adapter import TaskModel
 
@@ -376,9 +375,9 @@ def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path
             row["source"] = source.relative
         write_json_atomic(marker, {"status": "done", "files": files, "row": row})
         summary.predicted += 1
-    summary.rows, failures = _collect(state)
-    summary.index = _write_csv(out / "index.csv", summary.rows)
-    summary.failures = _write_csv(out / "failures.csv", failures, ["file", "reason"])
+    summary.rows, failures = collect_records(state)
+    summary.index = write_csv_atomic(out / "index.csv", summary.rows)
+    summary.failures = write_csv_atomic(out / "failures.csv", failures, ["file", "reason"])
     return summary
 
 
@@ -423,7 +422,8 @@ def _index_row(record: dict, files: list[str]) -> dict:
     return row
 
 
-def _collect(state: Path) -> tuple[list[dict], list[dict]]:
+def collect_records(state: Path) -> tuple[list[dict], list[dict]]:
+    """(done rows, failures) from the per-input records of a resumable batch run."""
     rows, failures = [], []
     for marker in sorted(state.glob("*.json")):
         if marker.name == SETTINGS_FILE:
@@ -435,15 +435,3 @@ def _collect(state: Path) -> tuple[list[dict], list[dict]]:
             failures.append({"file": record["file"], "reason": record["reason"]})
     return rows, failures
 
-
-def _write_csv(path: Path, rows: list[dict], columns: Optional[list[str]] = None) -> Path:
-    columns = columns or sorted({k for r in rows for k in r}, key=lambda k: (k != "id", k)) or ["id"]
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(path, write)
-    return path

@@ -277,7 +277,7 @@ def run_diagnostics(model_source, data: str | Path, out_dir: str | Path,
     Clips that cannot be read are listed under ``failures`` and skipped."""
     from tqdm import tqdm
 
-    from echofm.files import write_json_atomic
+    from echofm.files import write_csv_atomic, write_json_atomic
     from echofm.inference import load_study
     from echofm.model import load_model
     from echofm.preprocess.prepare import scan_sources
@@ -320,23 +320,9 @@ def run_diagnostics(model_source, data: str | Path, out_dir: str | Path,
               "summary": summary, "clips": [{k: _clean(v) for k, v in r.items()} for r in rows],
               "failures": failures, "figures": figures}
     write_json_atomic(out / "diagnose.json", result)
-    _write_csv(out / "diagnose.csv", result["clips"])
+    write_csv_atomic(out / "diagnose.csv", result["clips"], list(result["clips"][0].keys()) if result["clips"] else None)
     _html(result, out)
     return result
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    from echofm.files import atomic_write
-
-    columns = list(rows[0].keys())
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(path, write)
 
 
 def _figures(rows: list[dict], examples: list, out: Path) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -40,10 +39,10 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from echofm.errors import EchoFMError
-    from echofm.files import save_npy_atomic, write_json_atomic
+    from echofm.files import save_npy_atomic, write_csv_atomic, write_json_atomic
     from echofm.inference import embed_frames, load_study
     from echofm.model import load_model
-    from echofm.predict import check_settings, model_fingerprint
+    from echofm.predict import check_settings, collect_records, model_fingerprint
     from echofm.preprocess.prepare import input_key, scan_sources
 
     out = Path(args.out)
@@ -88,9 +87,9 @@ def run(args) -> int:
             row["source"] = source.relative
         write_json_atomic(marker, {"status": "done", "row": row, "files": [f"{ident}_{part}.npy" for part in files]})
         done += 1
-    rows, failures = _collect(state)
-    _write_csv(out / "index.csv", rows)
-    _write_csv(out / "failures.csv", failures, ["file", "reason"])
+    rows, failures = collect_records(state)
+    write_csv_atomic(out / "index.csv", rows)
+    write_csv_atomic(out / "failures.csv", failures, ["file", "reason"])
     print(json.dumps({"embedded": done, "skipped": skipped, "failed": failed, "index": str(out / "index.csv")}))
     return 0
 
@@ -112,31 +111,3 @@ def _finished(marker: Path, out: Path, retry_failed: bool, tokens: bool) -> bool
     files = record.get("files") or [f"{ident}_{part}.npy" for part in ("video", "frames")]
     return all((out / name).is_file() for name in files)
 
-
-def _collect(state: Path) -> tuple[list[dict], list[dict]]:
-    rows, failures = [], []
-    from echofm.predict import SETTINGS_FILE
-
-    for marker in sorted(state.glob("*.json")):
-        if marker.name == SETTINGS_FILE:
-            continue
-        record = json.loads(marker.read_text())
-        if record["status"] == "done":
-            rows.append(record["row"])
-        else:
-            failures.append({"file": record["file"], "reason": record["reason"]})
-    return rows, failures
-
-
-def _write_csv(path: Path, rows: list[dict], columns=None) -> None:
-    from echofm.files import atomic_write
-
-    columns = columns or sorted({k for r in rows for k in r}, key=lambda k: (k != "id", k))
-
-    def write(tmp):
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns or ["id"])
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(path, write)
