@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from echofm.datasets.clips import covering_starts
 from echofm.io import Clip, read_clip
 from echofm.precision import autocast
 from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip, resize_frames, to_model_tensor
@@ -39,13 +40,7 @@ def window_starts(total: int, num_frames: int, stride: int) -> list[int]:
     aligned with the end of the video. A video shorter than one window gives one start
     (the window then wraps around, as the cine loop does).
     """
-    span = (num_frames - 1) * stride + 1
-    if total <= span:
-        return [0]
-    starts = list(range(0, total - span + 1, span))
-    if starts[-1] != total - span:
-        starts.append(total - span)
-    return starts
+    return covering_starts(total, num_frames, stride)
 
 
 def video_windows(frames: np.ndarray, num_frames: int, stride: int) -> tuple[torch.Tensor, list[int]]:

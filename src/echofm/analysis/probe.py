@@ -104,13 +104,9 @@ class PhaseProbeConfig:
 
 def probe_window_starts(total: int, num_frames: int, period: int, stride: int) -> list[int]:
     """Starts of windows every ``stride`` frames, the last one ending on the last frame."""
-    span = (num_frames - 1) * period + 1
-    if total <= span:
-        return [0]
-    starts = list(range(0, total - span + 1, stride))
-    if starts[-1] != total - span:
-        starts.append(total - span)
-    return starts
+    from echofm.datasets.clips import covering_starts
+
+    return covering_starts(total, num_frames, period, stride)
 
 
 def step_frames(indices: np.ndarray, t_patch: int) -> np.ndarray:
