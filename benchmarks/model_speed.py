@@ -22,30 +22,26 @@ import torch
 
 
 def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, reps: int = 10) -> float:
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    """Square matmul rate; int8 goes through ``torch._int_mm`` (int32 accumulation)."""
+    if dtype == torch.int8:
+        a = b = torch.randint(-128, 127, (n, n), device=device, dtype=dtype)
+        mm = torch._int_mm
+    else:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        mm = torch.matmul
     for _ in range(2):
-        a @ b
+        mm(a, b)
     sync(device)
     t = time.perf_counter()
     for _ in range(reps):
-        a @ b
+        mm(a, b)
     sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
 PUBLIC = {"config": "ViT-S/16, 16x112x112, tubelet 2, batch 4, fp32", "train_clips_per_s": 4,
           "embed_clips_per_s": 8, "source": "issue 2 (measured on this CPU)"}
-
-
-def int8_matmul_gops(n: int = 2048, reps: int = 10) -> float:
-    a = torch.randint(-128, 127, (n, n), dtype=torch.int8)
-    for _ in range(2):
-        torch._int_mm(a, a)
-    t = time.perf_counter()
-    for _ in range(reps):
-        torch._int_mm(a, a)
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
 def sync(device: str) -> None:
@@ -134,7 +130,7 @@ def main() -> None:
     peak = {p: round(matmul_gflops(d, args.device), 1)
             for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     if args.device == "cpu":  # for context: integer matmul (VNNI) is the CPU's fastest path
-        peak_int8 = round(int8_matmul_gops(), 1)
+        peak_int8 = round(matmul_gflops(torch.int8, args.device), 1)
     runs = []
     for preset in args.presets:
         for precision in args.precisions:
