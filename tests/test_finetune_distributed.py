@@ -26,10 +26,22 @@ def phantom_views():
     return phantom_task_dataset(16, PhantomConfig(size=32, num_frames=12, fps=7.5), seed=5, splits=(0.5, 0.25, 0.25))
 
 
-def config(batch_size: int) -> FinetuneConfig:
+def config(batch_size: int, mode: str = "full") -> FinetuneConfig:
     # Full fine-tuning: gradients of encoder and head go through DDP; validation every epoch.
-    return FinetuneConfig(task="view", mode="full", epochs=2, batch_size=batch_size, lr=5e-3, warmup_epochs=0.5,
+    # Linear probe: its batch norm must see the global batch's statistics, not each rank's half.
+    return FinetuneConfig(task="view", mode=mode, epochs=2, batch_size=batch_size, lr=5e-3, warmup_epochs=0.5,
                           progress=False)
+
+
+requires_gloo = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                   reason="torch.distributed with gloo is not available")
+
+
+@pytest.fixture
+def single_process(monkeypatch):
+    """The reference run is one plain process, whatever the environment says."""
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
 
 
 def _free_port() -> int:
@@ -38,11 +50,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, world: int, port: int, init: str, out: str) -> None:
+def _rank_main(rank: int, world: int, port: int, init: str, out: str, mode: str = "full") -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    finetune_and_evaluate(phantom_views(), init, config(batch_size=2), out)
+    finetune_and_evaluate(phantom_views(), init, config(batch_size=2, mode=mode), out)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -55,11 +67,8 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                    reason="torch.distributed with gloo is not available")
-def test_two_gloo_processes_finetune_like_one_process(tmp_path, monkeypatch):
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(var, raising=False)
+@requires_gloo
+def test_two_gloo_processes_finetune_like_one_process(tmp_path, single_process):
     init = save_tiny_model(tmp_path / "init")
     single = finetune_and_evaluate(phantom_views(), init, config(batch_size=4), tmp_path / "one")
     mp.spawn(_rank_main, args=(2, _free_port(), str(init), str(tmp_path / "two")), nprocs=2, join=True)
@@ -88,3 +97,15 @@ def test_two_gloo_processes_finetune_like_one_process(tmp_path, monkeypatch):
     state = torch.load(two / "run" / CHECKPOINT, weights_only=True)
     assert len(state["rng"]) == 2 and state["epoch"] == 2
     assert json.loads((two / "run" / "config.json").read_text())["world_size"] == 2
+
+
+@requires_gloo
+def test_two_gloo_processes_train_the_batch_normed_linear_probe_like_one_process(tmp_path, single_process):
+    init = save_tiny_model(tmp_path / "init")
+    finetune_and_evaluate(phantom_views(), init, config(batch_size=4, mode="linear"), tmp_path / "one")
+    mp.spawn(_rank_main, args=(2, _free_port(), str(init), str(tmp_path / "two"), "linear"), nprocs=2, join=True)
+    a, b = _weights(tmp_path / "one" / "run"), _weights(tmp_path / "two" / "run")
+    assert any("running_var" in k for k in a)  # the probe's batch norm and its running statistics
+    assert a.keys() == b.keys()
+    worst = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+    assert worst < TOLERANCE

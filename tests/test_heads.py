@@ -7,8 +7,8 @@ import torch
 
 from echofm import ModelConfig
 from echofm.model.echofm import VideoEncoder
-from echofm.model.heads import (AttentiveProbe, LinearProbe, RegressionHead, SegmentationDecoder,
-                                default_layers)
+from echofm.model.heads import (AttentiveProbe, FeatureNorm, LinearProbe, LinearSegmentationProbe, RegressionHead,
+                                SegmentationDecoder, default_layers, time_statistics)
 
 CFG = dict(img_size=32, patch_size=8, num_frames=4, t_patch_size=2, embed_dim=24, depth=3, num_heads=2,
            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, pred_t_dim=2)
@@ -60,3 +60,70 @@ def test_segmentation_decoder_rejects_bad_inputs():
     dec = SegmentationDecoder(24, 8, 2, 4, num_layers=2)
     with pytest.raises(ValueError, match="expects 2 hidden"):
         dec(torch.rand(1, 3, 4, 32, 32), [torch.randn(1, 32, 24)])
+
+
+def test_stats_pooling_is_mean_and_std_over_time_of_per_step_means():
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 3 * 4, 5)  # 3 time steps of 4 tokens
+    probe = LinearProbe(5, 1, pooling="stats", tokens_per_step=4)
+    steps = tokens.reshape(2, 3, 4, 5).mean(dim=2)
+    expected = torch.cat([steps.mean(dim=1), steps.std(dim=1, unbiased=False)], dim=-1)
+    assert torch.allclose(probe.pool(tokens), expected, atol=1e-3)
+    # A clip that does not change over time has no spread; one that does, has.
+    still = torch.randn(1, 1, 4, 5).expand(1, 3, 4, 5).reshape(1, 12, 5)
+    assert probe.pool(still)[0, 5:].max() < 1e-2
+    assert probe(tokens).shape == (2, 1)
+    with pytest.raises(ValueError, match="time steps of 5"):
+        LinearProbe(5, 1, pooling="stats", tokens_per_step=5).pool(tokens)
+    with pytest.raises(ValueError, match="pooling"):
+        LinearProbe(5, 1, pooling="max")
+
+
+def test_attentive_stats_probe_pools_each_time_step_separately():
+    torch.manual_seed(0)
+    probe = AttentiveProbe(8, 2, num_heads=2, pooling="stats", tokens_per_step=4).eval()
+    tokens = torch.randn(2, 3 * 4, 8)
+    pooled = probe.pool(tokens)
+    assert pooled.shape == (2, 16)
+    # Shuffling tokens within a time step changes nothing; swapping time steps keeps the statistics.
+    within = tokens.reshape(2, 3, 4, 8)[:, :, torch.randperm(4)].reshape(2, 12, 8)
+    across = tokens.reshape(2, 3, 4, 8)[:, [2, 0, 1]].reshape(2, 12, 8)
+    assert torch.allclose(probe.pool(within), pooled, atol=1e-5)
+    assert torch.allclose(probe.pool(across), pooled, atol=1e-5)
+    assert probe(tokens).shape == (2, 2)
+
+
+def test_feature_norm_standardises_with_training_statistics():
+    torch.manual_seed(0)
+    norm = FeatureNorm(3)
+    x = torch.randn(64, 3) * torch.tensor([0.01, 1.0, 100.0]) + torch.tensor([5.0, 0.0, -3.0])
+    out = norm(x)  # training: batch statistics, whatever the features' scales
+    assert torch.allclose(out.mean(dim=0), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(out.std(dim=0, unbiased=False), torch.ones(3), atol=1e-2)
+    assert norm(x[:1]).shape == (1, 3)  # a training batch of one uses the running statistics
+    for _ in range(300):  # running averages forget their initial (0, 1) at momentum 0.1
+        norm(x)
+    norm.eval()
+    assert torch.allclose(norm(x).std(dim=0, unbiased=False), torch.ones(3), atol=0.05)
+
+
+def test_linear_segmentation_probe_maps_each_token_to_its_own_pixels():
+    torch.manual_seed(0)
+    cfg = ModelConfig(**CFG)
+    encoder = VideoEncoder(cfg).eval()
+    clips = torch.rand(2, 3, 4, 32, 32)
+    _, hidden = encoder(clips, return_layers=(1, 2))
+    probe = LinearSegmentationProbe(cfg.embed_dim, cfg.patch_size, cfg.t_patch_size, cfg.grid_size,
+                                    num_layers=2, num_classes=3).eval()
+    logits = probe(clips, hidden)
+    assert logits.shape == (2, 3, 4, 32, 32)
+    # Change the features of one token (time step 1, grid row 2, column 3): only the pixels of
+    # its tubelet (frames 2-3, rows 16-23, columns 24-31) change.
+    changed = [h.clone() for h in hidden]
+    changed[0][0, 1 * 16 + 2 * 4 + 3] += 5.0
+    diff = (probe(clips, changed) - logits).abs().sum(dim=1)[0]  # [F, H, W]
+    inside = torch.zeros_like(diff, dtype=torch.bool)
+    inside[2:4, 16:24, 24:32] = True
+    assert diff[inside].min() > 0 and diff[~inside].max() == 0
+    with pytest.raises(ValueError, match="expects 2 hidden"):
+        probe(clips, hidden[:1])

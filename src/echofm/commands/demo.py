@@ -59,8 +59,8 @@ class DemoConfig:
     steps: int = 500
     batch_size: int = 8
     lr: float = 5e-4
-    probe_epochs: int = 6
-    probe_lr: float = 0.5
+    probe_epochs: int = 20
+    probe_lr: float = 1e-2
     workers: int = 2
 
 
@@ -79,8 +79,8 @@ _SIZE_HELP = {
     "batch_size": "pretraining batch size",
     "lr": "pretraining peak learning rate",
     "probe_epochs": "epochs of the EF and view linear probes",
-    "probe_lr": "base learning rate of the EF and view linear probes, applied as lr * 8 / 64 (with the "
-                "engine's default 1e-2 a probe this short stays at the training mean)",
+    "probe_lr": "base learning rate of the EF and view linear probes, applied as lr * 8 / 64 (the "
+                "engine's linear-probe default)",
     "workers": "worker processes for synth and prepare",
 }
 

@@ -18,7 +18,8 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from echofm.datasets.registry import FORMATS
     from echofm.tasks import TASKS
-    from echofm.tasks.adapter import MODES
+    from echofm.model.heads import POOLINGS
+    from echofm.tasks.adapter import MODES, SEG_HEADS
     from echofm.tasks.disease import SCHEMES
 
     p.add_argument("--task", required=True, choices=TASKS, help="what to learn")
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="clips per step and process (under torchrun the global batch is this x processes)")
     p.add_argument("--lr", type=float, default=None,
                    help="base learning rate, scaled by batch-size/64 (default per mode: linear 1e-2, "
-                        "attentive 1e-3, full 5e-4)")
+                        "attentive 1e-3, full 5e-4; 0.3 for the linear segmentation head)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise LR decay (full mode)")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before cosine decay")
@@ -51,8 +52,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-stride", type=int, default=None,
                    help="frames between evaluation windows (default: back to back, covering the video)")
     p.add_argument("--eval-max-windows", type=int, default=None, help="at most this many windows per video")
+    p.add_argument("--pooling", default=None, choices=POOLINGS,
+                   help="how the linear / attentive probe pools tokens: mean (one vector per clip) or stats "
+                        "(one per time step, then their mean and standard deviation over time, which keeps how "
+                        "much the heart changes over the clip); default: stats for ef, mean otherwise")
+    p.add_argument("--seg-head", default=None, choices=SEG_HEADS,
+                   help="segmentation head: linear (one linear map from each token to its pixels' logits: a "
+                        "true linear probe) or unetr (a convolutional decoder over several depths that also "
+                        "reads the frames); default: linear in --mode linear, unetr otherwise")
     p.add_argument("--seg-layers", default=None,
-                   help="comma-separated encoder blocks feeding the segmentation decoder (default: 4 evenly spaced)")
+                   help="comma-separated encoder blocks (0-based) feeding the segmentation head (default: the "
+                        "last block for the linear head, 4 evenly spaced for unetr)")
     p.add_argument("--attentive-queries", type=int, default=1, help="learned queries of the attentive probe")
     p.add_argument("--seed", type=int, default=0, help="random seed (sampling, initialisation, label fraction)")
     p.add_argument("--device", default="cpu",
@@ -92,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         layer_decay=args.layer_decay, warmup_epochs=args.warmup_epochs, label_fraction=args.label_fraction,
         seed=args.seed, period=args.period, eval_stride=args.eval_stride, eval_max_windows=args.eval_max_windows,
-        seg_layers=seg_layers, attentive_queries=args.attentive_queries, precision=args.precision,
+        pooling=args.pooling, seg_head=args.seg_head, seg_layers=seg_layers, attentive_queries=args.attentive_queries, precision=args.precision,
         device=args.device, num_workers=args.num_workers, validate=not args.no_validate,
         progress=not args.no_progress)
     data = read_dataset(args.format, args.data, task=args.task,

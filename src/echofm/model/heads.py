@@ -3,11 +3,18 @@
 Tokens are the encoder's output ``[N, T*L, D]`` (time-major: token (t, s) at index
 ``t * L + s``, CLS removed), T = time steps (tubelets), L = grid*grid spatial tokens.
 
-- ``LinearProbe``: mean-pool the tokens, normalise, one linear layer -> ``[N, out]``.
+- ``LinearProbe``: pool the tokens, standardise (affine-free batch norm, as MAE's linear
+  probing), one linear layer -> ``[N, out]``.
 - ``AttentiveProbe``: learned queries cross-attend to all tokens (attentive pooling),
   then a linear layer -> ``[N, out]``.
+- Pooling of both probes (``POOLINGS``): ``mean`` (one vector per clip) or ``stats`` (one
+  vector per time step, then their mean and standard deviation over time: statistics
+  pooling, which keeps how much the picture changes over the clip, e.g. the LV's size
+  change that EF is).
 - ``RegressionHead``: wraps a probe so that it learns a standardised target and
   returns values in the target's own units (e.g. EF in %).
+- ``LinearSegmentationProbe``: one linear map per token from its features to the class
+  logits of every pixel of its tubelet (a linear probe for dense prediction).
 - ``SegmentationDecoder``: UNETR-like progressive upsampling from the token maps of
   several encoder depths (plus a small stem on the input frames for fine edges) to
   per-frame logits ``[N, classes, F, H, W]`` at input resolution.
@@ -23,35 +30,125 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class LinearProbe(nn.Module):
-    """Mean-pooled tokens -> parameter-free LayerNorm -> Linear.
+POOLINGS = ("mean", "stats")
 
-    forward(tokens [N, S, D]) -> [N, out_dim]. The norm has no affine part, so the probe
-    stays linear in the (standardised) features; LayerNorm rather than BatchNorm keeps it
-    well defined for a batch of one.
+
+class FeatureNorm(nn.BatchNorm1d):
+    """Affine-free batch norm over feature vectors ``[..., D]`` (MAE's linear-probe norm).
+
+    It standardises each feature with statistics of the training data (running averages at
+    evaluation), so that features with little spread between videos still count: the
+    probe stays linear in the features. Under ``torch.distributed`` the batch statistics are
+    those of the global batch (all ranks), so N processes train as one process would; a
+    training batch of one uses the running statistics instead of failing.
     """
 
-    def __init__(self, embed_dim: int, out_dim: int):
+    def __init__(self, dim: int):
+        super().__init__(dim, eps=1e-6, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape, dtype = x.shape, x.dtype
+        flat = x.reshape(-1, shape[-1]).float()
+        if not self.training:
+            out = F.batch_norm(flat, self.running_mean, self.running_var, training=False, eps=self.eps)
+            return out.to(dtype).reshape(shape)
+        count = flat.new_tensor(float(flat.shape[0]))
+        total, mean, var = count, flat.mean(dim=0), flat.var(dim=0, unbiased=False)
+        if _distributed():
+            # Two passes over the global batch (sum, then squared deviations) as one process would.
+            total = _all_reduce(count.detach().clone())
+            mean = _all_reduce(flat.sum(dim=0)) / total
+            var = _all_reduce(((flat - mean) ** 2).sum(dim=0)) / total
+        if float(total) < 2:
+            out = F.batch_norm(flat, self.running_mean, self.running_var, training=False, eps=self.eps)
+            return out.to(dtype).reshape(shape)
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * (total / (total - 1)), alpha=m)
+            self.num_batches_tracked.add_(1)
+        out = (flat - mean) / torch.sqrt(var + self.eps)
+        return out.to(dtype).reshape(shape)
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks, differentiable when ``t`` needs a gradient (full fine-tuning)."""
+    import torch.distributed as dist
+
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(t)
+    dist.all_reduce(t)
+    return t
+
+
+def per_step(tokens: torch.Tensor, tokens_per_step: int) -> torch.Tensor:
+    """[N, T*L, D] -> [N, T, L, D] (the token order is time-major)."""
+    N, S, D = tokens.shape
+    if tokens_per_step < 1 or S % tokens_per_step:
+        raise ValueError(f"{S} tokens do not split into time steps of {tokens_per_step}")
+    return tokens.reshape(N, S // tokens_per_step, tokens_per_step, D)
+
+
+def time_statistics(steps: torch.Tensor) -> torch.Tensor:
+    """Per-step vectors [N, T, D] -> [N, 2D]: mean and standard deviation over time."""
+    std = steps.float().var(dim=1, unbiased=False).add(1e-6).sqrt().to(steps.dtype)
+    return torch.cat([steps.mean(dim=1), std], dim=-1)
+
+
+def _check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    return pooling
+
+
+class LinearProbe(nn.Module):
+    """Pooled tokens -> ``FeatureNorm`` -> Linear.
+
+    forward(tokens [N, S, D]) -> [N, out_dim]. pooling ``mean``: the mean of all tokens;
+    ``stats``: the mean token of each time step (``tokens_per_step`` tokens), then their
+    mean and standard deviation over time (``[N, 2D]``).
+    """
+
+    def __init__(self, embed_dim: int, out_dim: int, pooling: str = "mean", tokens_per_step: int = 1):
         super().__init__()
-        self.norm = nn.LayerNorm(embed_dim, elementwise_affine=False)
-        self.linear = nn.Linear(embed_dim, out_dim)
+        self.pooling, self.tokens_per_step = _check_pooling(pooling), tokens_per_step
+        features = embed_dim * (2 if pooling == "stats" else 1)
+        self.norm = FeatureNorm(features)
+        self.linear = nn.Linear(features, out_dim)
         nn.init.trunc_normal_(self.linear.weight, std=0.01)
         nn.init.zeros_(self.linear.bias)
 
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "stats":
+            return time_statistics(per_step(tokens, self.tokens_per_step).mean(dim=2))
+        return tokens.mean(dim=1)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.norm(tokens.mean(dim=1)))
+        return self.linear(self.norm(self.pool(tokens)))
 
 
 class AttentiveProbe(nn.Module):
     """Cross-attention pooling: ``num_queries`` learned queries attend to the tokens.
 
     forward(tokens [N, S, D]) -> [N, out_dim]. One cross-attention layer with a residual
-    MLP on the queries, the queries averaged, then a linear classifier.
+    MLP on the queries, the queries averaged, then a linear classifier. pooling ``mean``:
+    the queries attend to all tokens of the clip; ``stats``: to the tokens of each time step
+    separately, and the per-step results enter the classifier as their mean and standard
+    deviation over time.
     """
 
     def __init__(self, embed_dim: int, out_dim: int, num_heads: int = 4, num_queries: int = 1,
-                 mlp_ratio: float = 4.0):
+                 mlp_ratio: float = 4.0, pooling: str = "mean", tokens_per_step: int = 1):
         super().__init__()
+        self.pooling, self.tokens_per_step = _check_pooling(pooling), tokens_per_step
         heads = num_heads if embed_dim % num_heads == 0 else 1
         self.queries = nn.Parameter(torch.zeros(1, num_queries, embed_dim))
         nn.init.trunc_normal_(self.queries, std=0.02)
@@ -61,17 +158,25 @@ class AttentiveProbe(nn.Module):
         hidden = int(embed_dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
         self.norm_out = nn.LayerNorm(embed_dim)
-        self.linear = nn.Linear(embed_dim, out_dim)
+        self.linear = nn.Linear(embed_dim * (2 if pooling == "stats" else 1), out_dim)
         nn.init.trunc_normal_(self.linear.weight, std=0.01)
         nn.init.zeros_(self.linear.bias)
 
-    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """[N, S, D] -> [N, D] (queries after attention and MLP, averaged)."""
+    def _attend(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, S, D] -> [B, D]: the queries after attention and MLP, averaged."""
         kv = self.norm_kv(tokens)
         q = self.queries.expand(tokens.shape[0], -1, -1)
         x = q + self.attn(q, kv, kv, need_weights=False)[0]
         x = x + self.mlp(self.norm_mlp(x))
         return self.norm_out(x.mean(dim=1))
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[N, S, D] -> [N, D] (``mean``) or [N, 2D] (``stats``)."""
+        if self.pooling == "stats":
+            steps = per_step(tokens, self.tokens_per_step)
+            N, T, L, D = steps.shape
+            return time_statistics(self._attend(steps.reshape(N * T, L, D)).reshape(N, T, D))
+        return self._attend(tokens)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.linear(self.pool(tokens))
@@ -132,6 +237,41 @@ class _UpProject(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class LinearSegmentationProbe(nn.Module):
+    """A linear probe for dense prediction: each token's features -> its pixels' class logits.
+
+    forward(clips [N, C, F, H, W], hidden: list of [N, T*L, D] (the chosen encoder depths))
+    -> logits [N, num_classes, F, H, W]. The token features of the chosen depths are
+    concatenated, standardised (``FeatureNorm``) and mapped by one linear layer to the
+    logits of all ``t_patch_size x patch_size x patch_size`` pixels of the token's tubelet,
+    as MAE's decoder predicts pixels; the clips themselves are not read, so everything the
+    head knows about a pixel comes from the encoder.
+    """
+
+    def __init__(self, embed_dim: int, patch_size: int, t_patch_size: int, grid_size: int,
+                 num_layers: int, num_classes: int = 4):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError("linear segmentation probe needs at least one encoder layer")
+        self.patch_size, self.t_patch_size, self.grid_size = patch_size, t_patch_size, grid_size
+        self.num_layers, self.num_classes = num_layers, num_classes
+        features = embed_dim * num_layers
+        self.norm = FeatureNorm(features)
+        self.linear = nn.Linear(features, num_classes * t_patch_size * patch_size * patch_size)
+        nn.init.trunc_normal_(self.linear.weight, std=0.01)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, clips: torch.Tensor, hidden: Sequence[torch.Tensor]) -> torch.Tensor:
+        if len(hidden) != self.num_layers:
+            raise ValueError(f"linear segmentation probe expects {self.num_layers} hidden states, got {len(hidden)}")
+        N, _, Fr, H, W = clips.shape
+        g, p, u, K = self.grid_size, self.patch_size, self.t_patch_size, self.num_classes
+        T = Fr // u
+        x = self.linear(self.norm(torch.cat(list(hidden), dim=-1)))  # [N, T*g*g, K*u*p*p]
+        x = x.reshape(N, T, g, g, K, u, p, p).permute(0, 4, 1, 5, 2, 6, 3, 7)
+        return x.reshape(N, K, T * u, g * p, g * p)
 
 
 class SegmentationDecoder(nn.Module):

@@ -25,10 +25,12 @@ import torch.nn as nn
 from echofm.config import ModelConfig
 from echofm.errors import EchoFMError
 from echofm.model.echofm import VideoEncoder
-from echofm.model.heads import AttentiveProbe, LinearProbe, RegressionHead, SegmentationDecoder, default_layers
+from echofm.model.heads import (POOLINGS, AttentiveProbe, LinearProbe, LinearSegmentationProbe, RegressionHead,
+                                SegmentationDecoder, default_layers)
 from echofm.files import atomic_write
 
 MODES = ("linear", "attentive", "full")
+SEG_HEADS = ("linear", "unetr")
 KINDS = ("regression", "multiclass", "multilabel", "segmentation")
 TASK_FILE = "task.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -44,7 +46,12 @@ class TaskSpec:
     output channel). scheme: label mapping of the disease task (as4, as3, ar, multiclass,
     multilabel). target_mean/std: standardisation of a regression target.
     probe: linear | attentive (the pooling of the classification/regression head).
-    seg_layers: encoder blocks feeding the segmentation decoder.
+    pooling: mean | stats, how the probe pools tokens over time (``echofm.model.heads``).
+    probe_norm: batch (the linear probe standardises its input with batch statistics) |
+        layer (per-sample layer norm: task models saved before batch norm was adopted).
+    seg_head: linear (a linear map per token, ``LinearSegmentationProbe``) | unetr
+        (``SegmentationDecoder``, which also reads the frames).
+    seg_layers: encoder blocks feeding the segmentation head.
     """
 
     task: str
@@ -55,6 +62,9 @@ class TaskSpec:
     target_mean: float = 0.0
     target_std: float = 1.0
     probe: str = "linear"
+    pooling: str = "mean"
+    probe_norm: str = "batch"
+    seg_head: str = "unetr"
     seg_layers: list[int] = field(default_factory=list)
     attentive_heads: int = 4
     attentive_queries: int = 1
@@ -67,13 +77,26 @@ class TaskSpec:
 def build_head(spec: TaskSpec, cfg: ModelConfig) -> nn.Module:
     """The head of ``spec`` for an encoder of config ``cfg``."""
     if spec.kind == "segmentation":
+        if spec.seg_head == "linear":
+            return LinearSegmentationProbe(cfg.embed_dim, cfg.patch_size, cfg.t_patch_size, cfg.grid_size,
+                                           num_layers=len(spec.seg_layers), num_classes=len(spec.classes))
+        if spec.seg_head != "unetr":
+            raise ValueError(f"unknown segmentation head {spec.seg_head!r} ({' or '.join(SEG_HEADS)})")
         return SegmentationDecoder(cfg.embed_dim, cfg.patch_size, cfg.t_patch_size, cfg.grid_size,
                                    num_layers=len(spec.seg_layers), num_classes=len(spec.classes),
                                    in_chans=cfg.in_chans)
+    if spec.pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {spec.pooling!r} ({' or '.join(POOLINGS)})")
+    pooling = dict(pooling=spec.pooling, tokens_per_step=cfg.grid_size ** 2)
     if spec.probe == "attentive":
-        probe: nn.Module = AttentiveProbe(cfg.embed_dim, spec.out_dim, spec.attentive_heads, spec.attentive_queries)
+        probe: nn.Module = AttentiveProbe(cfg.embed_dim, spec.out_dim, spec.attentive_heads, spec.attentive_queries,
+                                          **pooling)
     elif spec.probe == "linear":
-        probe = LinearProbe(cfg.embed_dim, spec.out_dim)
+        probe = LinearProbe(cfg.embed_dim, spec.out_dim, **pooling)
+        if spec.probe_norm == "layer":
+            probe.norm = nn.LayerNorm(probe.linear.in_features, elementwise_affine=False)
+        elif spec.probe_norm != "batch":
+            raise ValueError(f"unknown probe norm {spec.probe_norm!r} (batch or layer)")
     else:
         raise ValueError(f"unknown probe {spec.probe!r} (linear or attentive)")
     if spec.kind == "regression":
@@ -89,7 +112,10 @@ class TaskModel(nn.Module):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if spec.kind == "segmentation" and not spec.seg_layers:
-            spec.seg_layers = list(default_layers(encoder.cfg.depth))
+            # The linear probe reads the last block (as DINOv2's linear evaluation); the
+            # UNETR decoder evenly spaced depths.
+            depth = encoder.cfg.depth
+            spec.seg_layers = [depth - 1] if spec.seg_head == "linear" else list(default_layers(depth))
         bad = [i for i in spec.seg_layers if not 0 <= i < encoder.cfg.depth]
         if bad:
             raise ValueError(f"segmentation layers {bad} outside the encoder's {encoder.cfg.depth} blocks")
@@ -168,7 +194,8 @@ def load_task_model(path: str | Path, map_location: str = "cpu") -> TaskModel:
     path = Path(path)
     info = read_task_info(path)
     cfg = ModelConfig.from_dict(info["encoder"], strict=False)
-    spec = TaskSpec(**info["spec"])
+    # Task models saved before these fields existed: layer-normed probes, the UNETR decoder.
+    spec = TaskSpec(**{"probe_norm": "layer", "seg_head": "unetr", **info["spec"]})
     model = TaskModel(VideoEncoder(cfg), spec, info["mode"])
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
