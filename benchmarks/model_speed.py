@@ -30,14 +30,7 @@ def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, reps: int = 10
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         mm = torch.matmul
-    for _ in range(2):
-        mm(a, b)
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        mm(a, b)
-    sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+    return 2 * n**3 / seconds_per_call(lambda: mm(a, b), reps, device) / 1e9
 
 
 PUBLIC = {"config": "ViT-S/16, 16x112x112, tubelet 2, batch 4, fp32", "train_clips_per_s": 4,
@@ -47,6 +40,18 @@ PUBLIC = {"config": "ViT-S/16, 16x112x112, tubelet 2, batch 4, fp32", "train_cli
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def seconds_per_call(fn, steps: int, device: str, warmup: int = 2) -> float:
+    """Mean wall time of ``fn()`` over ``steps`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t) / steps
 
 
 def flops_of(fn) -> int:
@@ -82,23 +87,9 @@ def measure_one(preset: str, precision: str, batch: int, steps: int, device: str
     embed_flops = flops_of(lambda: model.embed(clips).video)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    for _ in range(2):
-        train_step()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        train_step()
-    sync(device)
-    train_s = (time.perf_counter() - t) / steps
+    train_s = seconds_per_call(train_step, steps, device)
     model.eval()
-    for _ in range(2):
-        embed()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        embed()
-    sync(device)
-    embed_s = (time.perf_counter() - t) / steps
+    embed_s = seconds_per_call(embed, steps, device)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {

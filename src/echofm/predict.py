@@ -20,7 +20,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -314,8 +314,14 @@ def check_settings(state: Path, settings: dict) -> None:
         write_json_atomic(path, settings)
 
 
-def _finished(marker: Path, out: Path, retry_failed: bool) -> bool:
-    """A previous run's result for this input is complete (every file it wrote still there)."""
+def finished(marker: Path, out: Path, retry_failed: bool,
+             expected_files: Callable[[dict], Optional[list[str]]] = lambda record: record.get("files", [])) -> bool:
+    """A previous run's result for this input is complete: it failed (and no retry is asked),
+    or every file it wrote is still in ``out``.
+
+    ``expected_files(record)`` names the files the successful record must have left, or
+    returns None when the record no longer satisfies this run (it is then redone).
+    """
     if not marker.exists():
         return False
     try:
@@ -324,7 +330,8 @@ def _finished(marker: Path, out: Path, retry_failed: bool) -> bool:
         return False
     if record.get("status") == "failed":
         return not retry_failed
-    return all((out / name).is_file() for name in record.get("files", []))
+    files = expected_files(record)
+    return files is not None and all((out / name).is_file() for name in files)
 
 
 def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path, out_dir: str | Path,
@@ -358,7 +365,7 @@ def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path
     bar = tqdm(found, unit="study", desc="predict", disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
     for source in bar:
         marker = state / f"{input_key(source)}.json"
-        if _finished(marker, out, config.retry_failed):
+        if finished(marker, out, config.retry_failed):
             summary.skipped += 1
             continue
         try:

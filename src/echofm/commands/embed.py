@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 NAME = "embed"
 HELP = "embed studies (DICOM/video/prepared clips) with a model: .npy files plus an index CSV"
@@ -42,7 +43,7 @@ def run(args) -> int:
     from echofm.files import save_npy_atomic, write_csv_atomic, write_json_atomic
     from echofm.inference import embed_frames, load_study
     from echofm.model import load_model
-    from echofm.predict import check_settings, collect_records, model_fingerprint
+    from echofm.predict import check_settings, collect_records, finished, model_fingerprint
     from echofm.preprocess.prepare import input_key, scan_sources
 
     out = Path(args.out)
@@ -62,7 +63,7 @@ def run(args) -> int:
     for source in bar:
         key = input_key(source)
         marker = state / f"{key}.json"
-        if _finished(marker, out, args.retry_failed, args.tokens):
+        if finished(marker, out, args.retry_failed, lambda record: _expected_files(record, args.tokens)):
             skipped += 1
             continue
         try:
@@ -94,20 +95,10 @@ def run(args) -> int:
     return 0
 
 
-def _finished(marker: Path, out: Path, retry_failed: bool, tokens: bool) -> bool:
-    """An earlier run finished this input: it failed (and no retry is asked), or every
-    file it wrote is still there (and holds tokens when they are asked for now)."""
-    if not marker.exists():
-        return False
-    try:
-        record = json.loads(marker.read_text())
-    except json.JSONDecodeError:
-        return False
-    if record.get("status") == "failed":
-        return not retry_failed
-    if tokens and not record.get("row", {}).get("tokens"):
-        return False
-    ident = record.get("row", {}).get("id", "")
-    files = record.get("files") or [f"{ident}_{part}.npy" for part in ("video", "frames")]
-    return all((out / name).is_file() for name in files)
-
+def _expected_files(record: dict, tokens: bool) -> Optional[list[str]]:
+    """The files a finished embedding left (records older than "files" wrote the two arrays);
+    None when tokens are asked for now and the record has none."""
+    row = record.get("row", {})
+    if tokens and not row.get("tokens"):
+        return None
+    return record.get("files") or [f"{row.get('id', '')}_{part}.npy" for part in ("video", "frames")]

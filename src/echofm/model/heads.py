@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 
 POOLINGS = ("mean", "stats")
+NORMS = ("batch", "layer")
 
 
 class FeatureNorm(nn.BatchNorm1d):
@@ -49,23 +50,21 @@ class FeatureNorm(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape, dtype = x.shape, x.dtype
         flat = x.reshape(-1, shape[-1]).float()
-        if not self.training:
-            out = F.batch_norm(flat, self.running_mean, self.running_var, training=False, eps=self.eps)
-            return out.to(dtype).reshape(shape)
-        count = flat.new_tensor(float(flat.shape[0]))
-        total, mean, var = count, flat.mean(dim=0), flat.var(dim=0, unbiased=False)
-        if _distributed():
+        total = flat.shape[0]
+        if self.training and _distributed():
             # Two passes over the global batch (sum, then squared deviations) as one process would.
-            total = _all_reduce(count.detach().clone())
+            total = int(_all_reduce(flat.new_tensor(float(total))))
             mean = _all_reduce(flat.sum(dim=0)) / total
             var = _all_reduce(((flat - mean) ** 2).sum(dim=0)) / total
-        if float(total) < 2:
+        elif self.training and total >= 2:
+            mean, var = flat.mean(dim=0), flat.var(dim=0, unbiased=False)
+        if not self.training or total < 2:
             out = F.batch_norm(flat, self.running_mean, self.running_var, training=False, eps=self.eps)
             return out.to(dtype).reshape(shape)
         with torch.no_grad():
             m = self.momentum
             self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-            self.running_var.mul_(1 - m).add_(var.detach() * (total / (total - 1)), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach(), alpha=m * total / (total - 1))
             self.num_batches_tracked.add_(1)
         out = (flat - mean) / torch.sqrt(var + self.eps)
         return out.to(dtype).reshape(shape)
@@ -114,14 +113,19 @@ class LinearProbe(nn.Module):
 
     forward(tokens [N, S, D]) -> [N, out_dim]. pooling ``mean``: the mean of all tokens;
     ``stats``: the mean token of each time step (``tokens_per_step`` tokens), then their
-    mean and standard deviation over time (``[N, 2D]``).
+    mean and standard deviation over time (``[N, 2D]``). norm ``batch``: ``FeatureNorm``;
+    ``layer``: an affine-free layer norm of each sample, which does not depend on the batch
+    (for fine-tuning the encoder, as MAE's ``fc_norm``).
     """
 
-    def __init__(self, embed_dim: int, out_dim: int, pooling: str = "mean", tokens_per_step: int = 1):
+    def __init__(self, embed_dim: int, out_dim: int, pooling: str = "mean", tokens_per_step: int = 1,
+                 norm: str = "batch"):
         super().__init__()
         self.pooling, self.tokens_per_step = _check_pooling(pooling), tokens_per_step
         features = embed_dim * (2 if pooling == "stats" else 1)
-        self.norm = FeatureNorm(features)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.norm = FeatureNorm(features) if norm == "batch" else nn.LayerNorm(features, elementwise_affine=False)
         self.linear = nn.Linear(features, out_dim)
         nn.init.trunc_normal_(self.linear.weight, std=0.01)
         nn.init.zeros_(self.linear.bias)

@@ -92,11 +92,7 @@ def build_head(spec: TaskSpec, cfg: ModelConfig) -> nn.Module:
         probe: nn.Module = AttentiveProbe(cfg.embed_dim, spec.out_dim, spec.attentive_heads, spec.attentive_queries,
                                           **pooling)
     elif spec.probe == "linear":
-        probe = LinearProbe(cfg.embed_dim, spec.out_dim, **pooling)
-        if spec.probe_norm == "layer":
-            probe.norm = nn.LayerNorm(probe.linear.in_features, elementwise_affine=False)
-        elif spec.probe_norm != "batch":
-            raise ValueError(f"unknown probe norm {spec.probe_norm!r} (batch or layer)")
+        probe = LinearProbe(cfg.embed_dim, spec.out_dim, norm=spec.probe_norm, **pooling)
     else:
         raise ValueError(f"unknown probe {spec.probe!r} (linear or attentive)")
     if spec.kind == "regression":

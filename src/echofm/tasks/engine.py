@@ -136,6 +136,12 @@ class FinetuneConfig:
         return self.pooling or ("stats" if self.task == "ef" else "mean")
 
     @property
+    def resolved_probe_norm(self) -> str:
+        # Frozen features: batch-norm standardisation (MAE's linear probing); fine-tuning: a
+        # per-sample layer norm (MAE's fc_norm), which does not depend on the batch.
+        return "batch" if self.mode == "linear" else "layer"
+
+    @property
     def resolved_seg_head(self) -> str:
         return self.seg_head or ("linear" if self.mode == "linear" else "unetr")
 
@@ -386,10 +392,8 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
     spec = task.fit(train_all, config.target, options)
     spec.probe = "attentive" if config.mode == "attentive" else "linear"
     spec.attentive_queries = config.attentive_queries
-    spec.pooling, spec.seg_head = config.resolved_pooling, config.resolved_seg_head
-    # Frozen features: batch-norm standardisation (MAE's linear probing); fine-tuning: a
-    # per-sample layer norm (MAE's fc_norm), which does not depend on the batch.
-    spec.probe_norm = "batch" if config.mode == "linear" else "layer"
+    spec.pooling, spec.seg_head, spec.probe_norm = (config.resolved_pooling, config.resolved_seg_head,
+                                                    config.resolved_probe_norm)
     train = usable_samples(task, train_all, spec, "train")
     strata = [int(task.encode(s, spec)) for s in train] if spec.kind == "multiclass" else None
     train = subsample(train, config.label_fraction, config.seed, strata)
