@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from echofm.config import ModelConfig
+from echofm.contract import untrained_contract
 from echofm.model import masking as masking_lib
 from echofm.model import periodic
 from echofm.model.vit import Block, TubeletEmbed, run_blocks
@@ -216,12 +217,17 @@ class Embedding:
 
 
 class EchoFM(nn.Module):
-    """EchoFM pretraining model (encoder + time-step projector + MAE decoder)."""
+    """EchoFM pretraining model (encoder + time-step projector + MAE decoder).
+
+    ``contract``: how its input clips are made (``echofm.contract.InputContract``); a new
+    model has seen no data (every frame, no stated rate); loading and pretraining set it.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        self.contract = untrained_contract(cfg)
         self.encoder = VideoEncoder(cfg)
         self.projector = TimeStepProjector(cfg)
         self.decoder = MaeDecoder(cfg)

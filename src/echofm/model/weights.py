@@ -214,7 +214,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
 
 
-def _read_own(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
+def _read_own(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict, Optional[dict]]:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -227,27 +227,31 @@ def _read_own(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
         state = load_file(str(weights))
     except Exception as exc:
         raise EchoFMError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    contract = json.loads(meta["contract"]) if "contract" in meta else None
     if "config" in meta:
         cfg_dict = json.loads(meta["config"])
     else:
         cfg_path = weights.with_name(CONFIG_NAME)
         if not cfg_path.exists():
             raise EchoFMError(f"{weights}: no model config in its metadata nor {cfg_path.name} beside it")
-        cfg_dict = json.loads(cfg_path.read_text())
-        cfg_dict = cfg_dict.get("model", cfg_dict)
+        saved = json.loads(cfg_path.read_text())
+        cfg_dict = saved.get("model", saved)
+        contract = contract or saved.get("contract")
     extra = json.loads(meta.get("metadata", "{}"))
-    return state, ModelConfig.from_dict(cfg_dict, strict=False), extra
+    return state, ModelConfig.from_dict(cfg_dict, strict=False), extra, contract
 
 
 def read_checkpoint(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, str, dict]:
-    """Read weights and config from any supported file: (our_state, config, layout, extra)."""
+    """Read weights and config from any supported file: (our_state, config, layout, extra);
+    ``extra["contract"]`` holds the saved input contract (``echofm.contract``) of our own
+    files that have one."""
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file or directory "
                                 f"(presets: {', '.join(PRESETS)})")
     if path.is_dir() or path.suffix == ".safetensors":
-        state, cfg, extra = _read_own(path)
-        return state, cfg, "echofm", extra
+        state, cfg, extra, contract = _read_own(path)
+        return state, cfg, "echofm", {**extra, "contract": contract}
     ckpt = _torch_load(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or not isinstance(ckpt["model"], dict):
         raise EchoFMError(f"{path}: not an EchoFM checkpoint (expected a dict with a 'model' state dict)")
@@ -310,8 +314,12 @@ def load_model(source: str | os.PathLike, *, strict: bool = True, encoder_only: 
     source: ``"echofm-tiny"`` (random init), a directory or ``.safetensors`` written by
     ``model.save``, or a public EchoFM ``.pth`` in its trainer or release layout.
     encoder_only: require only the encoder's weights (projector/decoder keep their init).
-    The returned model has ``load_report`` (missing/unexpected keys) attached.
+    The returned model has ``load_report`` (missing/unexpected keys) attached, and its
+    ``contract`` (``echofm.contract.InputContract``): as saved; the public code's convention
+    for public checkpoints; every frame, no stated rate, for presets and for echofm models
+    saved before the contract existed.
     """
+    from echofm.contract import contract_for, public_contract
     from echofm.model.echofm import EchoFM
 
     name = str(source)
@@ -327,6 +335,8 @@ def load_model(source: str | os.PathLike, *, strict: bool = True, encoder_only: 
         cfg = cfg.replace(**config_overrides)
     model = EchoFM(cfg)
     model.load_report = load_state(model, state, name, layout, strict=strict, encoder_only=encoder_only)
+    contract = extra.pop("contract", None)
+    model.contract = public_contract(cfg) if layout.startswith("public") else contract_for(cfg, contract)
     model.checkpoint_metadata = extra
     return model
 
@@ -341,19 +351,24 @@ def load_encoder(source: str | os.PathLike):
 def save_model(model, path: str | os.PathLike, metadata: Optional[dict] = None) -> Path:
     """Save ``model`` as ``path/model.safetensors`` (config in its metadata) + ``path/config.json``.
 
-    A path ending in ``.safetensors`` writes that single file (config in its metadata).
+    A path ending in ``.safetensors`` writes that single file (config in its metadata). The
+    model's input contract (``model.contract``) is saved in both.
     """
     from safetensors.torch import save_file
 
+    from echofm.contract import untrained_contract
+
     path = Path(path)
     cfg_json = json.dumps(model.cfg.to_dict(), sort_keys=True)
-    meta = {"format": FORMAT_TAG, "config": cfg_json, "metadata": json.dumps(metadata or {})}
+    contract = (getattr(model, "contract", None) or untrained_contract(model.cfg)).to_dict()
+    meta = {"format": FORMAT_TAG, "config": cfg_json, "metadata": json.dumps(metadata or {}),
+            "contract": json.dumps(contract, sort_keys=True)}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     target = path if path.suffix == ".safetensors" else path / WEIGHTS_NAME
     atomic_write(target, lambda tmp: save_file(state, tmp, metadata=meta))
     if path.suffix != ".safetensors":
-        text = json.dumps({"format": FORMAT_TAG, "model": model.cfg.to_dict(), "metadata": metadata or {}},
-                          indent=2, sort_keys=True)
+        text = json.dumps({"format": FORMAT_TAG, "model": model.cfg.to_dict(), "contract": contract,
+                           "metadata": metadata or {}}, indent=2, sort_keys=True)
         atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
     return target
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from echofm.config import ModelConfig
+from echofm.contract import InputContract, contract_for, untrained_contract
 from echofm.errors import EchoFMError
 from echofm.model.echofm import VideoEncoder
 from echofm.model.heads import (POOLINGS, AttentiveProbe, LinearProbe, LinearSegmentationProbe, RegressionHead,
@@ -101,10 +102,12 @@ def build_head(spec: TaskSpec, cfg: ModelConfig) -> nn.Module:
 
 
 class TaskModel(nn.Module):
-    """Encoder + head. mode: linear / attentive (frozen encoder) or full (fine-tuned)."""
+    """Encoder + head. mode: linear / attentive (frozen encoder) or full (fine-tuned).
+    contract: how its input is made (default: the encoder's frames and side, every frame)."""
 
-    def __init__(self, encoder: VideoEncoder, spec: TaskSpec, mode: str):
+    def __init__(self, encoder: VideoEncoder, spec: TaskSpec, mode: str, contract: Optional[InputContract] = None):
         super().__init__()
+        self.contract = contract or untrained_contract(encoder.cfg)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if spec.kind == "segmentation" and not spec.seg_layers:
@@ -163,7 +166,8 @@ def save_task_model(model: TaskModel, path: str | Path, finetune_config: Optiona
 
     path = Path(path)
     info = {"format": FORMAT_TAG, "encoder": model.cfg.to_dict(), "spec": dataclasses.asdict(model.spec),
-            "mode": model.mode, "finetune": finetune_config or {}, "extra": extra or {}}
+            "mode": model.mode, "contract": model.contract.to_dict(), "finetune": finetune_config or {},
+            "extra": extra or {}}
     text = json.dumps(info, indent=2, sort_keys=True, default=str)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={"task": text}))
@@ -192,7 +196,11 @@ def load_task_model(path: str | Path, map_location: str = "cpu") -> TaskModel:
     cfg = ModelConfig.from_dict(info["encoder"], strict=False)
     # Task models saved before these fields existed: layer-normed probes, the UNETR decoder.
     spec = TaskSpec(**{"probe_norm": "layer", "seg_head": "unetr", **info["spec"]})
-    model = TaskModel(VideoEncoder(cfg), spec, info["mode"])
+    finetune = info.get("finetune", {})
+    # Task models saved before the contract: every ``period``-th frame, rate not stated.
+    saved_contract = info.get("contract") or {"num_frames": cfg.num_frames, "image_size": cfg.img_size,
+                                              "frame_step": int(finetune.get("period") or 1)}
+    model = TaskModel(VideoEncoder(cfg), spec, info["mode"], contract_for(cfg, saved_contract))
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise EchoFMError(f"{path}: {WEIGHTS_FILE} is missing")
@@ -200,5 +208,5 @@ def load_task_model(path: str | Path, map_location: str = "cpu") -> TaskModel:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise EchoFMError(f"{weights}: does not match its task.json (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    model.finetune_config = info.get("finetune", {})
+    model.finetune_config = finetune
     return model.eval()
