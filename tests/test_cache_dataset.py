@@ -18,16 +18,17 @@ def cache(tmp_path_factory, ybr_cine, lossless_still):
 
 
 def test_items_are_model_layout_floats(cache):
-    dataset = CacheDataset(cache, num_frames=8, stride=2, size=64)
+    dataset = CacheDataset(cache, num_frames=8, frame_step=2, size=64)
     assert len(dataset) == 2
+    assert dataset.fps == pytest.approx(15.0)  # the manifest's 30 fps, every second frame
     for clip in dataset:
         assert clip.shape == (3, 8, 64, 64) and clip.dtype == torch.float32
         assert 0 <= clip.min() and clip.max() <= 1 and clip.max() > 0.2
         assert torch.equal(clip[0], clip[1])  # grayscale repeated to 3 channels
 
 
-def test_still_wraps_and_windows_vary_by_epoch(cache):
-    dataset = CacheDataset(cache, num_frames=4, stride=3, random_window=True)
+def test_still_repeats_and_windows_vary_by_epoch(cache):
+    dataset = CacheDataset(cache, num_frames=4, frame_step=3, random_window=True)
     still = next(i for i, row in enumerate(dataset.rows) if row["is_still"] == "1")
     frames = dataset[still]
     assert frames.shape == (3, 4, 112, 112) and all(torch.equal(frames[:, 0], frames[:, t]) for t in range(4))
@@ -42,10 +43,10 @@ def test_still_wraps_and_windows_vary_by_epoch(cache):
 
 
 def test_augmented_loader_batches(cache):
-    dataset = CacheDataset(cache, num_frames=8, stride=1, augment=True)
+    dataset = CacheDataset(cache, num_frames=8, frame_step=1, augment=True)
     batch = next(iter(DataLoader(dataset, batch_size=2, num_workers=0)))
     assert batch.shape == (2, 3, 8, 112, 112) and 0 <= batch.min() and batch.max() <= 1
-    plain = torch.stack([CacheDataset(cache, num_frames=8, stride=1)[i] for i in range(2)])
+    plain = torch.stack([CacheDataset(cache, num_frames=8, frame_step=1)[i] for i in range(2)])
     assert not torch.equal(batch, plain)
 
 

@@ -117,7 +117,10 @@ def test_info_and_convert_round_trip(pipeline, tmp_path, capsys):
 def test_embed_shapes_resume_and_failures(pipeline, tmp_path, capsys):
     from echofm.model import load_model
 
-    cfg = load_model(pipeline / "pre" / "model").cfg
+    model = load_model(pipeline / "pre" / "model")
+    cfg = model.cfg
+    # Pretrained on the 30 fps cache every 4th frame (the default): its contract says 7.5 fps.
+    assert model.contract.fps == pytest.approx(7.5) and model.contract.frame_step == 4
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     for name in ("clip_00000.mp4", "clip_00001.mp4", "clip_00002.mp4"):
@@ -134,7 +137,8 @@ def test_embed_shapes_resume_and_failures(pipeline, tmp_path, capsys):
     steps, spatial = cfg.num_frames // cfg.t_patch_size, (cfg.img_size // cfg.patch_size) ** 2
     for row in index:
         windows = int(row["windows"])
-        assert windows == len(row["window_starts"].split()) == 3  # 48 frames in windows of 16
+        # The 30 fps inputs are read every 4th frame: 16 frames span 61 > 48, one window.
+        assert windows == len(row["window_starts"].split()) == 1 and row["frame_step"] == "4"
         assert np.load(out / f"{row['id']}_video.npy").shape == (cfg.embed_dim,)
         assert np.load(out / f"{row['id']}_frames.npy").shape == (windows, steps, cfg.embed_dim)
         assert np.load(out / f"{row['id']}_tokens.npy").shape == (windows, steps * spatial, cfg.embed_dim)
@@ -154,11 +158,17 @@ def test_embed_shapes_resume_and_failures(pipeline, tmp_path, capsys):
     assert np.allclose(np.load(lost), before, atol=1e-6)
     assert {p: p.stat().st_mtime_ns for p in others} == others
     assert len(_rows(out / "index.csv")) == 3
-    # Another model (or stride) into the same folder is refused rather than mixed in.
+    # Another model (or frame step) into the same folder is refused rather than mixed in.
     other = [a if a != str(pipeline / "pre" / "model") else "echofm-tiny" for a in argv]
     assert main(other) == 2
     assert "different model or settings" in capsys.readouterr().err
-    assert main(argv + ["--stride", "2"]) == 2
+    assert main(argv + ["--frame-step", "2"]) == 2
+    assert main(argv + ["--stride", "2"]) == 2  # the old name still works, and says it is deprecated
+    assert "--stride is deprecated" in capsys.readouterr().err
+    # A frame step given by hand overrides the contract: every frame, 3 windows of 16.
+    assert main(["embed", str(inputs), "--model", str(pipeline / "pre" / "model"), "--out", str(tmp_path / "e1"),
+                 "--frame-step", "1", "--quiet"]) == 0
+    assert [r["windows"] for r in _rows(tmp_path / "e1" / "index.csv")] == ["3"] * 3
 
 
 def test_phase_finds_ed_es_of_phantom_files(pipeline, tmp_path, capsys):

@@ -4,7 +4,7 @@ import torch
 
 from echofm.io import Clip, read_clip
 from echofm.preprocess.transforms import (
-    Augment, PadSquare, PreprocessConfig, ResampleFps, Resize, preprocess_clip, sample_window, to_model_tensor,
+    Augment, PadSquare, PreprocessConfig, ResampleFps, Resize, preprocess_clip,
 )
 
 
@@ -44,15 +44,20 @@ def test_resample_fps_halves_frames():
     assert ResampleFps(15)(Clip(frames)).num_frames == 60  # unknown rate: untouched
 
 
-def test_sample_window_stride_and_wrap():
+def test_sample_window_step_and_short_clip():
+    from echofm.windows import WindowSpec, centred_window, random_window
+
     rng = np.random.default_rng(0)
-    index = sample_window(100, 16, 2, rng)
+    index = random_window(100, WindowSpec(16, 2), rng)
     assert len(index) == 16 and np.all(np.diff(index) == 2) and index.max() < 100
-    np.testing.assert_array_equal(sample_window(5, 8, 1), [0, 1, 2, 3, 4, 0, 1, 2])
-    assert sample_window(100, 4, 3).tolist() == [45, 48, 51, 54]  # centred without rng
+    # A short clip is padded with its last frame (echofm.windows: one policy everywhere).
+    np.testing.assert_array_equal(centred_window(5, WindowSpec(8, 1)), [0, 1, 2, 3, 4, 4, 4, 4])
+    assert centred_window(100, WindowSpec(4, 3)).tolist() == [45, 48, 51, 54]  # centred without rng
 
 
 def test_model_tensor_layout():
+    from echofm.windows import to_model_tensor
+
     gray = np.random.default_rng(0).integers(0, 256, (4, 8, 8), dtype=np.uint8)
     tensor = to_model_tensor(gray)
     assert tensor.shape == (3, 4, 8, 8) and tensor.dtype == torch.float32

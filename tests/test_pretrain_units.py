@@ -82,7 +82,7 @@ def test_lr_scaling_and_warmup_cosine():
 
 
 def test_precision_defaults():
-    from echofm.train.pretrain import resolve_precision
+    from echofm.precision import resolve_precision
 
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
@@ -123,14 +123,23 @@ def test_missing_and_empty_data_dirs_are_named(tmp_path):
         build_pretrain_dataset([], preset("tiny"), 0)
 
 
-def test_frames_to_model_clip_layout():
-    from echofm.train.data import frames_to_model_clip
+def test_window_clip_layout():
+    from echofm.windows import WindowSpec, window_clip, window_indices
 
     cfg = preset("tiny")
     frames = np.random.default_rng(0).integers(0, 256, (10, 60, 80), dtype=np.uint8)
-    clip = frames_to_model_clip(frames, cfg, start=3, stride=2)
+    clip = window_clip(frames, window_indices(10, WindowSpec(cfg.num_frames, 2), 3), cfg.img_size)
     assert clip.shape == (3, 16, 112, 112) and clip.dtype == torch.float32
     assert 0.0 <= float(clip.min()) and float(clip.max()) <= 1.0
+
+
+def test_phantom_source_states_its_frame_rate_and_pretraining_records_it():
+    from echofm.train.data import PhantomClips, build_pretrain_dataset, clip_fps
+
+    cfg = preset("tiny").replace(img_size=32)
+    assert PhantomClips(2, cfg, 0, frame_step=2).fps == 15.0
+    assert clip_fps(build_pretrain_dataset(["synth:2", "synth:3"], cfg, 0, frame_step=4)) == 7.5
+    assert clip_fps([torch.zeros(3, 16, 32, 32)]) is None  # a plain list states no rate
 
 
 def test_bad_clip_shape_is_reported():

@@ -60,7 +60,7 @@ def encoders(tmp_path_factory):
     torch.manual_seed(cfg.seed)  # what pretrain() does before building the model
     random_init = EchoFM(cfg.model).encoder
     # The ``synth:N`` source, generated once and held in memory (each clip is read ~10 times).
-    source = PhantomClips(PRETRAIN_CLIPS, cfg.model, cfg.seed, cfg.frame_stride)
+    source = PhantomClips(PRETRAIN_CLIPS, cfg.model, cfg.seed, cfg.frame_step)
     result = pretrain(cfg, dataset=[source[i] for i in range(len(source))])
     assert result.history[-1]["recon"] < 0.7 * result.history[0]["recon"]  # it did learn to reconstruct
     return result.model.encoder, random_init

@@ -1,7 +1,8 @@
-"""Running a model on whole studies: source -> preprocessed frames -> windows -> embeddings.
+"""Running a model on whole studies: source -> preprocessed frames -> windows -> embeddings, cycle.
 
 Uses the same preprocessing as `echofm prepare` (``preprocess_clip``), so a study gives
-the same pixels whether it was prepared first or read directly.
+the same pixels whether it was prepared first or read directly, and the same windows as
+every other consumer (``echofm.windows``), sampled as the model's input contract asks.
 """
 
 from __future__ import annotations
@@ -11,70 +12,107 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
-from echofm.datasets.clips import covering_starts
 from echofm.io import Clip, read_clip
-from echofm.precision import autocast
-from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip, resize_frames, to_model_tensor
+from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip, resize_frames
+from echofm.windows import WindowSpec, plan_windows, run_windows, spec_for
 
 
 def load_study(path: str | Path, size: int, mask_sector: bool = True, target_fps: Optional[float] = None) -> Clip:
     """Read any echo source and preprocess it to ``size`` x ``size`` (sector masked, cropped).
 
     Prepared cache clips (``.npy`` written by `echofm prepare`) are already preprocessed:
-    they are only resized when needed.
+    they are only resized when needed, and take their frame rate from the cache's
+    ``manifest.csv`` (a bare ``.npy`` states none).
     """
     clip = read_clip(path)
     if clip.source_kind == "npy":
         if clip.frames.shape[1:3] != (size, size):
             clip.frames = resize_frames(clip.frames, size)
+        if clip.fps is None:
+            clip.fps = manifest_fps(Path(path))
         return clip
     return preprocess_clip(clip, PreprocessConfig(size=size, mask_sector=mask_sector, target_fps=target_fps))
 
 
-def window_starts(total: int, num_frames: int, stride: int) -> list[int]:
-    """Starts of windows that cover every frame of a ``total``-frame video.
+def manifest_fps(path: Path) -> Optional[float]:
+    """The fps the ``manifest.csv`` of the prepared cache holding ``path`` states for it."""
+    import csv
 
-    Windows of ``num_frames`` frames ``stride`` apart are laid end to end; the last one is
-    aligned with the end of the video. A video shorter than one window gives one start
-    (the window then wraps around, as the cine loop does).
-    """
-    return covering_starts(total, num_frames, stride)
+    for folder in (path.parent, path.parent.parent):
+        manifest = folder / "manifest.csv"
+        if not manifest.is_file():
+            continue
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                if (folder / (row.get("file") or "")).resolve() == path.resolve():
+                    try:
+                        return float(row["fps"]) if row.get("fps") else None
+                    except ValueError:
+                        return None
+    return None
 
 
-def video_windows(frames: np.ndarray, num_frames: int, stride: int) -> tuple[torch.Tensor, list[int]]:
-    """uint8 [T, H, W(, 3)] -> (float windows [W, 3, num_frames, H, W] in [0, 1], starts)."""
-    starts = window_starts(len(frames), num_frames, stride)
-    idx = [(s + np.arange(num_frames) * stride) % len(frames) for s in starts]
-    return torch.stack([to_model_tensor(frames[i]) for i in idx]), starts
+def model_windows(model, total: int, fps: Optional[float], frame_step: Optional[int] = None,
+                  window_step: Optional[int] = None, max_windows: Optional[int] = None,
+                  where: str = "a source") -> tuple[WindowSpec, np.ndarray]:
+    """The windows ``[W, F]`` a model's input contract asks for on a ``total``-frame video at
+    ``fps`` (flags override), and their spec."""
+    spec = spec_for(model.contract, fps, frame_step=frame_step, window_step=window_step,
+                    max_windows=max_windows, where=where)
+    from echofm.windows import plan_windows
+
+    return spec, plan_windows(total, spec)
 
 
 @dataclass
 class StudyEmbedding:
     """Embeddings of one study: video [D] (mean over windows), frames [W, T, D]
-    (per-time-step, per window), tokens [W, T*L, D] (only when asked), window starts."""
+    (per-time-step, per window), tokens [W, T*L, D] (only when asked), window starts, the
+    windows' frame indices [W, F] and the frame step they used."""
 
     video: np.ndarray
     frames: np.ndarray
     starts: list[int]
     tokens: Optional[np.ndarray] = None
+    windows: Optional[np.ndarray] = None
+    frame_step: int = 1
 
 
-@torch.no_grad()
-def embed_frames(model, frames: np.ndarray, stride: int = 1, batch_size: int = 4, precision: str = "fp32",
-                 device: str = "cpu", keep_tokens: bool = False) -> StudyEmbedding:
-    """Embed a whole preprocessed video (uint8 frames at the model's size) window by window."""
-    c = model.cfg
-    windows, starts = video_windows(frames, c.num_frames, stride)
-    videos, steps, tokens = [], [], []
-    for i in range(0, len(windows), batch_size):
-        batch = windows[i:i + batch_size].to(device)
-        with autocast(precision, device):
-            emb = model.embed(batch)
-        videos.append(emb.video.float().cpu())
-        steps.append(emb.frames.float().cpu())
+def embed_frames(model, frames: np.ndarray, fps: Optional[float] = None, frame_step: Optional[int] = None,
+                 window_step: Optional[int] = None, max_windows: Optional[int] = None, batch_size: int = 4,
+                 precision: str = "auto", device: str = "cpu", keep_tokens: bool = False,
+                 where: str = "a source") -> StudyEmbedding:
+    """Embed a whole preprocessed video (uint8 frames ``[T, H, W(, 3)]``) window by window.
+
+    fps: the video's frame rate; the model's input contract turns it into the frame step
+    (``frame_step`` overrides). window_step / max_windows: window placement (back to back, all).
+    """
+    spec, windows = model_windows(model, len(frames), fps, frame_step, window_step, max_windows, where)
+
+    def embed(clips):
+        emb = model.embed(clips)
+        out = {"video": emb.video, "frames": emb.frames}
         if keep_tokens:
-            tokens.append(emb.tokens.float().cpu())
-    return StudyEmbedding(video=torch.cat(videos).mean(0).numpy(), frames=torch.cat(steps).numpy(), starts=starts,
-                          tokens=torch.cat(tokens).numpy() if keep_tokens else None)
+            out["tokens"] = emb.tokens
+        return out
+
+    out = run_windows(embed, frames, windows, batch_size, device, precision, size=model.cfg.img_size)
+    return StudyEmbedding(video=out["video"].mean(0).numpy(), frames=out["frames"].numpy(),
+                          starts=[int(w[0]) for w in windows],
+                          tokens=out["tokens"].numpy() if keep_tokens else None, windows=windows,
+                          frame_step=spec.frame_step)
+
+
+def embedding_phase(model, frames: np.ndarray, fps: Optional[float], frame_step: Optional[int] = None,
+                    precision: str = "auto", device: str = "cpu", where: str = "a source"):
+    """Cycle length and heart rate the model perceives in a video: ``(PhaseResult, [S, S]
+    cosine self-similarity of the per-time-step embeddings)``, windows laid back to back."""
+    from echofm.analysis.phase import phase_from_embeddings
+
+    emb = embed_frames(model, frames, fps, frame_step=frame_step, precision=precision, device=device, where=where)
+    steps = emb.frames.reshape(-1, emb.frames.shape[-1])
+    result = phase_from_embeddings(steps, model.cfg.t_patch_size * emb.frame_step, fps)
+    result.frame_step = emb.frame_step
+    z = steps / (np.linalg.norm(steps, axis=1, keepdims=True) + 1e-8)
+    return result, z @ z.T

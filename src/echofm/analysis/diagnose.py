@@ -1,7 +1,7 @@
 """Periodicity diagnostics of an encoder: does its per-time-step embedding follow the heart cycle?
 
-For each clip, windows as in pretraining (``num_frames`` frames ``stride`` apart) go
-through the model; its projector gives one embedding per time step (``frames``). Two
+For each clip, windows as the model's input contract asks (``echofm.windows``: each clip's
+frame rate brought to the model's, unless a frame step is given) go through the model; its projector gives one embedding per time step (``frames``). Two
 numbers per clip, averaged over its windows:
 
 * **phase contrast** (``analysis.periodicity.phase_contrast``): mean cosine similarity of
@@ -146,36 +146,32 @@ class ClipDiagnosis:
         return d
 
 
-@torch.no_grad()
 def diagnose_clip(model, frames: np.ndarray, period_frames: Optional[float] = None, fps: Optional[float] = None,
-                  stride: int = 4, max_windows: int = 4, batch_size: int = 4, device: str = "cpu",
-                  precision: str = "fp32") -> ClipDiagnosis:
+                  frame_step: Optional[int] = None, max_windows: int = 4, batch_size: int = 4, device: str = "cpu",
+                  precision: str = "fp32", window_step: Optional[int] = None, where: str = "a clip") -> ClipDiagnosis:
     """Diagnose one preprocessed clip (uint8 [T, S, S(, 3)] at the model's side) with an
     ``EchoFM`` model. ``period_frames``: the true cycle length; None estimates it from the
-    pixels (``phase_from_pixels``)."""
+    pixels (``phase_from_pixels``). frame_step: None takes the model contract's step for
+    ``fps``; window_step / max_windows: window placement (back to back, evenly spread)."""
     from echofm.analysis.phase import phase_from_pixels
-    from echofm.inference import window_starts
-    from echofm.precision import autocast
-    from echofm.preprocess.transforms import to_model_tensor
+    from echofm.inference import model_windows
+    from echofm.windows import run_windows
 
     c = model.cfg
     source = "truth"
     if period_frames is None:
         period_frames = phase_from_pixels(frames, fps).cycle_frames if len(frames) >= 6 else None
         source = "pixels" if period_frames else "none"
-    starts = window_starts(len(frames), c.num_frames, stride)
-    if len(starts) > max_windows:
-        starts = [starts[k] for k in np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
-    # Windows wrap around a clip shorter than their span, as pretraining's do.
-    indices = np.stack([(s + np.arange(c.num_frames) * stride) % len(frames) for s in starts])
-    clips = torch.stack([to_model_tensor(frames[i]) for i in indices])
-    steps, priors = [], []
-    for i in range(0, len(clips), batch_size):
-        batch = clips[i:i + batch_size].to(device)
-        with autocast(precision, device):
-            steps.append(model.embed(batch).frames.float().cpu())
-        priors.append(model.pixel_prior(batch).float().cpu())
-    steps_np, prior_np = torch.cat(steps).numpy(), torch.cat(priors).numpy()
+    _, indices = model_windows(model, len(frames), fps, frame_step, window_step, max_windows, where)
+
+    def run(clips):
+        steps = model.embed(clips).frames
+        with torch.autocast(clips.device.type, enabled=False):  # the pixel prior is the fp32 reference
+            prior = model.pixel_prior(clips.float())
+        return {"steps": steps, "prior": prior}
+
+    out = run_windows(run, frames, indices, batch_size, device, precision, size=c.img_size)
+    steps_np, prior_np = out["steps"].numpy(), out["prior"].numpy()
     phases = step_phases(indices, c.t_patch_size, period_frames) if period_frames else None
     numbers = diagnose_embeddings(steps_np, prior_np, phases)
     return ClipDiagnosis(period_frames=float(period_frames) if period_frames else None, period_source=source,
@@ -187,10 +183,12 @@ def diagnose_clip(model, frames: np.ndarray, period_frames: Optional[float] = No
 
 @dataclass
 class DiagnoseConfig:
-    """stride: frames between a window's frames (4 = the pretraining default);
-    max_windows: windows per clip (evenly spread); examples: clips with a map figure."""
+    """frame_step: take every Nth frame into a window (None: what the model's input contract
+    asks for each clip's frame rate); window_step: frames between window starts (None: back
+    to back); max_windows: windows per clip (evenly spread); examples: clips with a map figure."""
 
-    stride: int = 4
+    frame_step: Optional[int] = None
+    window_step: Optional[int] = None
     max_windows: int = 4
     batch_size: int = 4
     examples: int = 4
@@ -201,9 +199,10 @@ class DiagnoseConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("stride", "max_windows", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("frame_step", "window_step", "max_windows", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 TABLE_NAMES = ("manifest.csv", "labels.csv")
@@ -299,8 +298,9 @@ def run_diagnostics(model_source, data: str | Path, out_dir: str | Path,
         try:
             clip = load_study(source.path, model.cfg.img_size, mask_sector=config.mask_sector)
             fps = clip.fps or known.get("fps")
-            result = diagnose_clip(model, clip.frames, known.get("period_frames"), fps, config.stride,
-                                   config.max_windows, config.batch_size, config.device, config.precision)
+            result = diagnose_clip(model, clip.frames, known.get("period_frames"), fps, config.frame_step,
+                                   config.max_windows, config.batch_size, config.device, config.precision,
+                                   config.window_step, where=source.relative)
         except (EchoFMError, ValueError, OSError) as exc:
             log.warning("diagnose: %s failed: %s", source.relative, exc)
             failures.append({"file": source.relative, "reason": str(exc)})

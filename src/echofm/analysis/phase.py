@@ -20,7 +20,8 @@ from scipy.signal import find_peaks
 
 @dataclass
 class PhaseResult:
-    """Cycle length (frames), heart rate (bpm, when fps is known), ED/ES frames of every beat."""
+    """Cycle length (frames), heart rate (bpm, when fps is known), ED/ES frames of every beat;
+    frame_step: the step a model's windows took through the frames (embeddings only)."""
 
     cycle_frames: Optional[float]
     heart_rate_bpm: Optional[float]
@@ -30,6 +31,7 @@ class PhaseResult:
     cavity_curve: list[float] = field(default_factory=list)
     lag_profile: list[float] = field(default_factory=list)
     source: str = "pixels"
+    frame_step: Optional[int] = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,20 +20,27 @@ class Reconstruction:
     psnr_baseline: float  # same PSNR for the trivial prediction (patch mean, or the clip mean)
 
 
-@torch.no_grad()
-def reconstruct(model, clip: torch.Tensor, mask_ratio: float = 0.75, seed: int = 0) -> Reconstruction:
+@torch.inference_mode()
+def reconstruct(model, clip: torch.Tensor, mask_ratio: float = 0.75, seed: int = 0, precision: str = "fp32",
+                device: str | torch.device = "cpu") -> Reconstruction:
     """Run one masked pass on clip [1, 3, F, H, W] and paste predictions into masked patches.
 
     With per-patch normalised targets the prediction is mapped back to pixels with each
     true patch's mean and spread (the visualisation MAE uses); PSNR is over masked pixels.
+    The model is expected on ``device``; the mask is drawn on the CPU, so it is the same
+    on every device.
     """
+    from echofm.precision import autocast
+
     c = model.cfg
     g = torch.Generator().manual_seed(seed)
     L = c.num_spatial
-    noise = torch.rand(1, L if c.masking == "consistent" else c.num_patches, generator=g)
-    out = model(clip, mask_ratio=mask_ratio, noise=noise)
-    target = model.patchify(model.target_frames(clip))  # [1, N, P]
-    pred = out.pred.float()
+    noise = torch.rand(1, L if c.masking == "consistent" else c.num_patches, generator=g).to(device)
+    clip = clip.to(device)
+    with autocast(precision, device):
+        out = model(clip, mask_ratio=mask_ratio, noise=noise)
+    target = model.patchify(model.target_frames(clip)).float().cpu()  # [1, N, P]
+    pred = out.pred.float().cpu()
     if c.norm_pix_loss:
         # The true patch statistics are borrowed, so compare with the baseline that
         # predicts exactly those statistics' mean (a flat patch) to judge the model.
@@ -44,7 +51,7 @@ def reconstruct(model, clip: torch.Tensor, mask_ratio: float = 0.75, seed: int =
     else:
         baseline = target.mean().expand_as(target)
     pred = pred.clamp(0, 1)
-    m = out.mask.unsqueeze(-1)
+    m = out.mask.float().cpu().unsqueeze(-1)
     filled = target * (1 - m) + pred * m
     masked_in = target * (1 - m)
     to_img = lambda x: model.unpatchify(x)[0].mean(0).numpy()  # noqa: E731  [T', H, W]

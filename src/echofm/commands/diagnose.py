@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+from echofm.commands._options import (add_device, add_frame_step, add_max_windows, add_precision, add_quiet,
+                                      add_window_step)
+
 NAME = "diagnose"
 HELP = "periodicity diagnostics of an encoder: phase contrast and embedding-vs-pixel self-similarity per clip"
 DESCRIPTION = (
-    "Runs the model over every clip under --data (echo files or a prepared cache) in pretraining-style "
-    "windows and measures, per clip: the phase contrast of the per-time-step embeddings (same-phase minus "
+    "Runs the model over every clip under --data (echo files or a prepared cache) in windows sampled as "
+    "its input contract asks (each clip's frame rate brought to the model's) and measures, per clip: the phase contrast of the per-time-step embeddings (same-phase minus "
     "opposite-phase cosine similarity; the period comes from the folder's manifest.csv/labels.csv "
     "(cycle_frames, or heart_rate and fps) or phantom_truth.jsonl when present, else from the pixels), "
     "the same contrast on the pixel motion map, and the correlation between the embedding and pixel "
@@ -20,24 +23,24 @@ def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="preset (random init), echofm model dir, or public EchoFM .pth")
     p.add_argument("--data", required=True, help="folder of echo studies or a prepared cache")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--stride", type=int, default=4,
-                   help="frames between a window's frames; match the pretraining --frame-stride")
-    p.add_argument("--max-windows", type=int, default=4, help="windows per clip (evenly spread)")
+    add_frame_step(p, old=["--stride"])
+    add_window_step(p)
+    add_max_windows(p, default=4, help="windows per clip, evenly spread")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     p.add_argument("--examples", type=int, default=4, help="clips drawn as example self-similarity maps")
     p.add_argument("--no-mask", action="store_true", help="do not detect, blank and crop the ultrasound sector")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    add_precision(p)
+    add_device(p)
     p.add_argument("--keep-paths", action="store_true",
                    help="write each clip's path in the outputs; off by default because archive paths may "
                         "carry patient names")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
 
 
 def run(args) -> int:
     from echofm.analysis.diagnose import DiagnoseConfig, run_diagnostics
 
-    config = DiagnoseConfig(stride=args.stride, max_windows=args.max_windows, batch_size=args.batch_size,
+    config = DiagnoseConfig(frame_step=args.frame_step, window_step=args.window_step, max_windows=args.max_windows, batch_size=args.batch_size,
                             examples=args.examples, device=args.device, precision=args.precision,
                             mask_sector=not args.no_mask, keep_paths=args.keep_paths, progress=not args.quiet)
     result = run_diagnostics(args.model, args.data, args.out, config)

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from echofm.commands._options import (add_device, add_frame_step, add_max_windows, add_precision, add_quiet,
+                                      add_window_step)
+
 NAME = "embed"
 HELP = "embed studies (DICOM/video/prepared clips) with a model: .npy files plus an index CSV"
 DESCRIPTION = (
@@ -15,7 +18,10 @@ DESCRIPTION = (
     "<id>_video.npy [D] (mean over windows), <id>_frames.npy [W, T, D] (per-time-step projector "
     "embeddings of each window) and, with --tokens, <id>_tokens.npy [W, T*L, D]; <id> is the "
     "content hash of the decoded pixels. index.csv lists them; failures.csv lists inputs that "
-    "could not be read. A re-run skips inputs already embedded (and redoes any whose files are gone); an output folder written by another model, stride or precision is refused."
+    "could not be read. Windows are sampled as the model's input contract asks (each source's frame "
+    "rate brought to the model's; --frame-step overrides). A re-run skips inputs already embedded (and "
+    "redoes any whose files are gone); an output folder written by another model or other window or "
+    "precision settings is refused."
 )
 
 
@@ -24,15 +30,17 @@ def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="preset, echofm model dir, or public EchoFM .pth")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--tokens", action="store_true", help="also write token embeddings (large)")
-    p.add_argument("--stride", type=int, default=1, help="frame stride inside each window")
+    add_frame_step(p, old=["--stride"])
+    add_window_step(p)
+    add_max_windows(p)
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    add_precision(p)
+    add_device(p)
     p.add_argument("--keep-paths", action="store_true",
                    help="write each input's path (relative to its SRC) in index.csv; off by default "
                         "because archive paths may carry patient names")
     p.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
 
 
 def run(args) -> int:
@@ -52,7 +60,8 @@ def run(args) -> int:
     model = load_model(args.model).eval().to(args.device)
     # Resuming into a folder embedded by another model or settings would mix incomparable vectors.
     try:
-        check_settings(state, {"model": model_fingerprint(model), "stride": args.stride,
+        check_settings(state, {"model": model_fingerprint(model), "frame_step": args.frame_step,
+                               "window_step": args.window_step, "max_windows": args.max_windows,
                                "precision": args.precision})
     except EchoFMError as exc:
         print(f"echofm embed: {exc}", file=sys.stderr)
@@ -68,8 +77,10 @@ def run(args) -> int:
             continue
         try:
             clip = load_study(source.path, model.cfg.img_size)
-            emb = embed_frames(model, clip.frames, stride=args.stride, batch_size=args.batch_size,
-                               precision=args.precision, device=args.device, keep_tokens=args.tokens)
+            emb = embed_frames(model, clip.frames, clip.fps, frame_step=args.frame_step, window_step=args.window_step,
+                               max_windows=args.max_windows, batch_size=args.batch_size,
+                               precision=args.precision, device=args.device, keep_tokens=args.tokens,
+                               where=source.relative)
         except (EchoFMError, ValueError, OSError) as exc:
             failed += 1
             record = {"status": "failed", "file": source.relative, "reason": str(exc)}
@@ -81,7 +92,8 @@ def run(args) -> int:
             files["tokens"] = emb.tokens
         for part, array in files.items():
             save_npy_atomic(out / f"{ident}_{part}.npy", np.asarray(array, dtype=np.float32))
-        row = {"id": ident, "frames": clip.num_frames, "fps": clip.fps or "", "windows": len(emb.starts),
+        row = {"id": ident, "frames": clip.num_frames, "fps": clip.fps or "", "frame_step": emb.frame_step,
+               "windows": len(emb.starts),
                "window_starts": " ".join(map(str, emb.starts)), "dim": int(emb.video.shape[-1]),
                "tokens": int(emb.tokens is not None)}
         if args.keep_paths:

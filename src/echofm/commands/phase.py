@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from echofm.commands._options import add_device, add_frame_step, add_precision
+
 NAME = "phase"
 HELP = "cycle length, heart rate and ED/ES frames of a study (from pixels, and from a model if given)"
 DESCRIPTION = (
@@ -21,15 +23,16 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=None, help="output directory (default: phase_<source name>)")
     p.add_argument("--size", type=int, default=112, help="side in pixels for the pixel analysis")
     p.add_argument("--fps", type=float, default=None, help="frame rate to use when the source does not state one")
-    p.add_argument("--stride", type=int, default=1, help="frame stride of the model's windows")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="model precision")
+    add_frame_step(p, old=["--stride"])
+    add_precision(p)
+    add_device(p)
 
 
 def run(args) -> int:
     from echofm.analysis.figures import phase_figure
-    from echofm.analysis.phase import motion_self_similarity, phase_from_embeddings, phase_from_pixels
+    from echofm.analysis.phase import motion_self_similarity, phase_from_pixels
     from echofm.files import write_text_atomic
-    from echofm.inference import embed_frames, load_study
+    from echofm.inference import embedding_phase, load_study
 
     src = Path(args.source)
     out = Path(args.out or f"phase_{src.stem}")
@@ -40,18 +43,13 @@ def run(args) -> int:
     payload = {"source": src.name, "frames": clip.num_frames, "fps": fps, "pixels": result.to_dict()}
     emb_sim = None
     if args.model:
-        import numpy as np
-
         from echofm.model import load_model
 
-        model = load_model(args.model).eval()
+        model = load_model(args.model).eval().to(args.device)
         model_clip = load_study(src, model.cfg.img_size) if model.cfg.img_size != args.size else clip
-        emb = embed_frames(model, model_clip.frames, stride=args.stride, precision=args.precision)
-        steps = emb.frames.reshape(-1, emb.frames.shape[-1]) if len(emb.starts) > 1 else emb.frames[0]
-        frames_per_step = model.cfg.t_patch_size * args.stride
-        payload["embeddings"] = phase_from_embeddings(steps, frames_per_step, fps).to_dict()
-        z = steps / (np.linalg.norm(steps, axis=1, keepdims=True) + 1e-8)
-        emb_sim = z @ z.T
+        emb_result, emb_sim = embedding_phase(model, model_clip.frames, fps, args.frame_step, args.precision,
+                                              args.device, where=src.name)
+        payload["embeddings"] = emb_result.to_dict()
     fig = phase_figure(clip.frames, result, motion_self_similarity(clip.frames), out / "phase.png",
                        emb_sim, title=src.name)
     payload["figure"] = fig.name
@@ -59,6 +57,8 @@ def run(args) -> int:
     summary = {k: payload["pixels"][k] for k in ("cycle_frames", "heart_rate_bpm", "ed_frames", "es_frames")}
     if "embeddings" in payload:
         summary["embedding_cycle_frames"] = payload["embeddings"]["cycle_frames"]
+        summary["embedding_heart_rate_bpm"] = payload["embeddings"]["heart_rate_bpm"]
+        summary["frame_step"] = payload["embeddings"]["frame_step"]
     print(json.dumps(summary))
     print(f"wrote {out / 'phase.json'} and {fig}")
     return 0

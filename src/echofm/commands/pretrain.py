@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from echofm.commands._options import add_device, add_frame_step, add_precision, add_quiet, add_workers
+
 NAME = "pretrain"
 HELP = "pretrain an EchoFM model (one process, or every rank under torchrun)"
 DESCRIPTION = (
@@ -20,9 +22,10 @@ DESCRIPTION = (
 _OVERRIDES = {
     "batch_size": int, "accum_steps": int, "epochs": int, "steps": int, "blr": float, "lr": float,
     "min_lr": float, "warmup_steps": int, "weight_decay": float, "clip_grad": float,
-    "precision": str, "device": str, "workers": int, "checkpoint_every": int, "keep_last": int,
-    "seed": int, "init": str, "frame_stride": int,
+    "checkpoint_every": int, "keep_last": int, "seed": int, "init": str,
 }
+# Shared flags (echofm.commands._options) -> PretrainConfig field.
+_SHARED = ("frame_step", "precision", "device", "workers")
 _HELP = {
     "batch_size": "clips per process per micro-batch",
     "accum_steps": "micro-batches accumulated per optimiser step",
@@ -34,15 +37,10 @@ _HELP = {
     "warmup_steps": "linear warmup steps (default: warmup_fraction of all steps)",
     "weight_decay": "AdamW weight decay (not applied to norms, biases, positions, tokens)",
     "clip_grad": "clip the gradient norm to this value (0: off)",
-    "precision": "auto (bf16 on GPU, fp32 on CPU), fp32 or bf16",
-    "device": "auto, cpu or cuda (under torchrun each rank takes cuda:LOCAL_RANK)",
-    "workers": "DataLoader worker processes per rank",
     "checkpoint_every": "write a checkpoint every N optimiser steps (0: only at the end)",
     "keep_last": "checkpoints to keep (0: all)",
     "seed": "random seed (data order, masks, initial weights)",
     "init": "start from these weights (a saved model dir or a public EchoFM .pth)",
-    "frame_stride": "temporal stride of each sampled window (default 4: 16 frames span ~2 s at "
-                    "30 fps, about two beats); phantoms are generated at 30/stride fps",
 }
 
 
@@ -61,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "spans all steps); continue later with --resume auto")
     for name, kind in _OVERRIDES.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=_HELP[name])
+    add_frame_step(parser, old=["--frame-stride"], help=(
+        "take every Nth frame of the data into a window (default 4: 16 frames span ~2 s at 30 fps, about "
+        "two beats); phantoms are generated at 30/N fps. The model records it, with the data's frame "
+        "rate, in its input contract"))
+    add_precision(parser, default=None)
+    add_device(parser, default=None, help="auto, cpu or cuda (under torchrun each rank takes cuda:LOCAL_RANK); "
+                                          "default auto")
+    add_workers(parser, default=None, help="DataLoader worker processes per rank (default 4)")
     parser.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                         help="recompute block activations in backward (less memory, ~30%% slower)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -68,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="light echo augmentations (crop/scale jitter, rotation, gain, speckle) on "
                              "prepared-cache clips")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar / progress lines")
+    add_quiet(parser, old=["--no-progress"])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any config field, YAML-typed; model.X reaches the model config "
                              "(e.g. --set model.mask_ratio=0.9 --set warmup_fraction=0.1)")
@@ -86,14 +92,14 @@ def build_config(args: argparse.Namespace):
             raise ConfigError(f"--set {item}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         overrides[key.strip()] = parse_value(value)
-    for name in _OVERRIDES:
+    for name in (*_OVERRIDES, *_SHARED):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
     for name in ("activation_checkpointing", "compile", "augment"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    if args.no_progress:
+    if args.quiet:
         overrides["progress"] = False
     if args.data:
         overrides["data"] = args.data

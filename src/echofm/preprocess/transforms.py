@@ -2,8 +2,10 @@
 
 `preprocess_clip(clip, PreprocessConfig)` is what `echofm prepare`, training and
 inference all call, so the three cannot drift apart. Storage-side steps work on Clips
-holding uint8 ``[T, H, W]`` / ``[T, H, W, 3]``; the training side (window sampling,
-augmentation) works on float tensors ``[C, T, H, W]`` in [0, 1], the model's layout.
+holding uint8 ``[T, H, W]`` / ``[T, H, W, 3]``; ``resize_frames`` is the package's one
+resizer (``echofm.windows`` uses it for model tensors); augmentation works on float
+tensors ``[C, T, H, W]`` in [0, 1], the model's layout. Window sampling lives in
+``echofm.windows``.
 """
 
 from __future__ import annotations
@@ -183,34 +185,7 @@ def resize_frames(frames: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
 
 
 # ---------------------------------------------------------------- training side
-
-def sample_window(total: int, num_frames: int, stride: int = 1,
-                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
-    """Indices of `num_frames` frames `stride` apart from a clip of `total` frames.
-
-    A random start when `rng` is given, else the window centred in the clip. A clip
-    shorter than the window wraps around (a cine loop repeats, so this is natural).
-    """
-    if total < 1 or num_frames < 1 or stride < 1:
-        raise ValueError(f"need total, num_frames, stride >= 1, got {total}, {num_frames}, {stride}")
-    span = (num_frames - 1) * stride + 1
-    if total >= span:
-        start = int(rng.integers(0, total - span + 1)) if rng is not None else (total - span) // 2
-        return start + np.arange(num_frames) * stride
-    start = int(rng.integers(0, total)) if rng is not None else 0
-    return (start + np.arange(num_frames) * stride) % total
-
-
-def to_model_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``[T, H, W]`` or ``[T, H, W, 3]`` -> float ``[3, T, H, W]`` in [0, 1]
-    (grayscale repeated to three channels)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames))
-    if tensor.ndim == 3:
-        tensor = tensor.unsqueeze(0).expand(3, -1, -1, -1)
-    else:
-        tensor = tensor.permute(3, 0, 1, 2)
-    return tensor.float().div_(255.0) if tensor.is_contiguous() else tensor.contiguous().float().div_(255.0)
-
+# (windows and model tensors: echofm.windows)
 
 @dataclass(frozen=True)
 class AugmentConfig:

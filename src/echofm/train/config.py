@@ -15,6 +15,7 @@ the run directory, so the run can be repeated or resumed from it alone.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -60,9 +61,9 @@ class PretrainConfig:
     activation_checkpointing: bool = False
     compile: bool = False
     workers: int = 4  # DataLoader worker processes per rank
-    # Temporal stride of the sampled window: 16 frames x 4 at 30 fps span ~2 s, about two
-    # beats, which the periodic objective needs (one clip must hold repeated phases).
-    frame_stride: int = 4
+    # Take every frame_step-th frame into a window: 16 frames x 4 at 30 fps span ~2 s, about
+    # two beats, which the periodic objective needs (one clip must hold repeated phases).
+    frame_step: int = 4
     augment: bool = True  # light echo augmentations on prepared-cache clips
     # Checkpoints and logging.
     checkpoint_every: int = 500  # optimiser steps; 0: only at the end
@@ -92,7 +93,7 @@ class PretrainConfig:
         need(self.clip_grad >= 0, "clip_grad must be >= 0 (0 disables)")
         need(self.precision in ("auto", "fp32", "bf16"), f"precision {self.precision!r} not in auto/fp32/bf16")
         need(self.workers >= 0, "workers must be >= 0")
-        need(self.frame_stride >= 1, "frame_stride must be >= 1")
+        need(self.frame_step >= 1, "frame_step must be >= 1")
         need(self.checkpoint_every >= 0 and self.keep_last >= 0, "checkpoint_every/keep_last must be >= 0")
 
     # -- conversion ---------------------------------------------------------------------
@@ -108,6 +109,10 @@ class PretrainConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: expected a mapping of settings, got {type(values).__name__}")
         values = {k.replace("-", "_"): v for k, v in values.items()}
+        if "frame_stride" in values:  # the name before the one vocabulary; kept one release
+            warnings.warn(f"{source}: frame_stride is deprecated; use frame_step", FutureWarning, stacklevel=2)
+            values.setdefault("frame_step", values.pop("frame_stride"))
+            values.pop("frame_stride", None)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names - {"model_overrides"})
         if unknown:

@@ -8,9 +8,12 @@ Specs (``--data`` may be repeated; sources are concatenated):
 * ``synth:N`` — N phantom clips generated on the fly by ``echofm.phantom``, clip i the
   same for a given (seed, i) in every run, process and worker.
 
-Every source yields float clips ``[3, F, H, W]`` in [0, 1] at the model's size. A source
-whose randomness should change per epoch may define ``set_epoch(epoch)``; the trainer
-calls it, so sampling stays a function of (seed, epoch, index) and resumes exactly.
+Every source yields float clips ``[3, F, H, W]`` in [0, 1] at the model's size, its
+windows made by ``echofm.windows`` (as every consumer makes them), and states ``fps``: the
+frame rate of the frames inside its clips (None when unknown), which pretraining records
+in the model's input contract (``clip_fps``). A source whose randomness should change per
+epoch may define ``set_epoch(epoch)``; the trainer calls it, so sampling stays a function
+of (seed, epoch, index) and resumes exactly.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from echofm.config import ModelConfig
 from echofm.errors import EchoFMError
-from echofm.preprocess.transforms import resize_frames, sample_window, to_model_tensor
+from echofm.windows import WindowSpec, random_window, window_clip
 
 class DataSpecError(EchoFMError):
     """A ``--data`` spec that cannot be turned into a dataset (names the spec and why)."""
@@ -37,35 +40,21 @@ def stable_seed(*parts: int | str) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def frames_to_model_clip(frames: np.ndarray, cfg: ModelConfig, start: int = 0,
-                         stride: int = 1) -> torch.Tensor:
-    """uint8 ``[T, H, W]`` or ``[T, H, W, 3]`` -> float ``[3, F, S, S]`` in [0, 1] for ``cfg``.
-
-    Takes ``cfg.num_frames`` frames from ``start`` every ``stride`` (a short clip loops, as a
-    cine does) and resizes to ``cfg.img_size`` with the shared preprocessing functions.
-    """
-    arr = np.asarray(frames)
-    if arr.ndim not in (3, 4) or arr.shape[0] == 0:
-        raise ValueError(f"frames must be [T, H, W] or [T, H, W, 3] with T > 0, got {arr.shape}")
-    idx = (start + stride * np.arange(cfg.num_frames)) % arr.shape[0]
-    window = arr[idx]
-    if window.shape[1:3] != (cfg.img_size, cfg.img_size):
-        window = resize_frames(window, cfg.img_size)
-    return to_model_tensor(window)
-
-
 class PhantomClips(Dataset):
     """``synth:N``: N phantom clips, clip i generated from ``stable_seed(seed, "synth", i)``.
 
-    Frames are generated at ``30 / stride`` fps, the rate a stride-``stride`` window of a
-    30 fps recording has, so a window spans the same time as on real data.
+    Frames are generated at ``30 / frame_step`` fps (``fps``), the rate a window of a 30 fps
+    recording taken every ``frame_step`` frames has, so a window spans the same time as on
+    real data; each clip is one window of every frame.
     """
 
-    def __init__(self, count: int, cfg: ModelConfig, seed: int, stride: int = 1):
+    def __init__(self, count: int, cfg: ModelConfig, seed: int, frame_step: int = 1):
         from echofm.phantom import PhantomConfig
 
         self.count, self.cfg, self.seed = count, cfg, seed
-        self.phantom = PhantomConfig(size=cfg.img_size, num_frames=cfg.num_frames, fps=30.0 / stride)
+        self.fps = 30.0 / frame_step
+        self.phantom = PhantomConfig(size=cfg.img_size, num_frames=cfg.num_frames, fps=self.fps)
+        self.spec = WindowSpec(num_frames=cfg.num_frames)
 
     def __len__(self) -> int:
         return self.count
@@ -74,7 +63,8 @@ class PhantomClips(Dataset):
         from echofm.phantom import generate_case
 
         case = generate_case(stable_seed(self.seed, "synth", index), self.phantom)
-        return frames_to_model_clip(case.frames, self.cfg)
+        idx = random_window(len(case.frames), self.spec, np.random.default_rng(0))  # the one window: all frames
+        return window_clip(case.frames, idx, self.cfg.img_size)
 
 
 class VideoFolder(Dataset):
@@ -82,13 +72,16 @@ class VideoFolder(Dataset):
 
     The start frame is drawn from (seed, epoch, index), so it changes per epoch yet
     resumes exactly. Slow (each item decodes and finds the sector): prepare a cache for
-    real runs.
+    real runs. The files' frame rates are not known before they are read: ``fps`` is None.
     """
 
-    def __init__(self, root: Path, cfg: ModelConfig, seed: int, stride: int = 1):
+    fps = None
+
+    def __init__(self, root: Path, cfg: ModelConfig, seed: int, frame_step: int = 1):
         from echofm.preprocess.prepare import scan_sources
 
-        self.root, self.cfg, self.seed, self.stride, self.epoch = root, cfg, seed, stride, 0
+        self.root, self.cfg, self.seed, self.epoch = root, cfg, seed, 0
+        self.spec = WindowSpec(num_frames=cfg.num_frames, frame_step=frame_step)
         self.files = [s.path for s in scan_sources([root])]
         if not self.files:
             raise DataSpecError(f"{root}: no echo files found and no manifest.csv")
@@ -104,24 +97,23 @@ class VideoFolder(Dataset):
 
         clip = load_study(self.files[index], self.cfg.img_size)
         rng = np.random.default_rng(stable_seed(self.seed, self.epoch, "video", index))
-        start = sample_window(clip.num_frames, self.cfg.num_frames, self.stride, rng)[0]
-        return frames_to_model_clip(clip.frames, self.cfg, int(start), self.stride)
+        return window_clip(clip.frames, random_window(clip.num_frames, self.spec, rng), self.cfg.img_size)
 
 
-def _cache_dataset(root: Path, cfg: ModelConfig, seed: int, stride: int, augment: bool) -> Dataset:
+def _cache_dataset(root: Path, cfg: ModelConfig, seed: int, frame_step: int, augment: bool) -> Dataset:
     from echofm.datasets.cache import CacheDataset
 
-    return CacheDataset(root, num_frames=cfg.num_frames, stride=stride, size=cfg.img_size,
+    return CacheDataset(root, num_frames=cfg.num_frames, frame_step=frame_step, size=cfg.img_size,
                         augment=augment, random_window=True, seed=seed)
 
 
-def resolve_spec(spec: str, cfg: ModelConfig, seed: int, frame_stride: int = 1, augment: bool = False) -> Dataset:
+def resolve_spec(spec: str, cfg: ModelConfig, seed: int, frame_step: int = 1, augment: bool = False) -> Dataset:
     """One ``--data`` spec -> Dataset (see the module docstring for the forms)."""
     if spec.startswith("synth:"):
         count = spec.split(":", 1)[1]
         if not count.isdigit() or int(count) <= 0:
             raise DataSpecError(f"{spec}: expected synth:N with N a positive integer")
-        return PhantomClips(int(count), cfg, seed, frame_stride)
+        return PhantomClips(int(count), cfg, seed, frame_step)
     root = Path(spec).expanduser()
     if not root.exists():
         raise DataSpecError(f"{spec}: no such directory (expected a prepared cache, a folder of "
@@ -130,21 +122,33 @@ def resolve_spec(spec: str, cfg: ModelConfig, seed: int, frame_stride: int = 1, 
         raise DataSpecError(f"{spec}: not a directory (expected a prepared cache, a folder of "
                             f"echo files or synth:N)")
     if (root / "manifest.csv").is_file():
-        return _cache_dataset(root, cfg, seed, frame_stride, augment)
-    return VideoFolder(root, cfg, seed, frame_stride)
+        return _cache_dataset(root, cfg, seed, frame_step, augment)
+    return VideoFolder(root, cfg, seed, frame_step)
 
 
 def build_pretrain_dataset(specs: Sequence[str], model_cfg: ModelConfig, seed: int,
-                           frame_stride: int = 1, augment: bool = False) -> Dataset:
+                           frame_step: int = 1, augment: bool = False) -> Dataset:
     """All ``specs`` as one Dataset of float clips ``[3, F, H, W]`` (ConcatDataset if several)."""
     if not specs:
         raise DataSpecError("no data given: pass --data DIR, --data synth:N, or list them under "
                             "'data:' in the YAML config")
-    sources = [resolve_spec(s, model_cfg, seed, frame_stride, augment) for s in specs]
+    sources = [resolve_spec(s, model_cfg, seed, frame_step, augment) for s in specs]
     for spec, source in zip(specs, sources):
         if len(source) == 0:
             raise DataSpecError(f"{spec}: the source holds no clips")
     return sources[0] if len(sources) == 1 else EpochConcat(sources)
+
+
+def clip_fps(dataset) -> Optional[float]:
+    """The frame rate of the frames inside a pretraining source's clips (its ``fps``); for
+    several sources their common rate. None when any source's rate is unknown, or when the
+    sources disagree by more than 5% (then no single rate describes what the model saw)."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    rates = [getattr(d.dataset if isinstance(d, IndexedClips) else d, "fps", None) for d in parts]
+    if not rates or any(r is None for r in rates):
+        return None
+    lo, hi = min(rates), max(rates)
+    return float(np.median(rates)) if hi <= 1.05 * lo else None
 
 
 class EpochConcat(ConcatDataset):

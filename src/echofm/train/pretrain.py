@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from echofm.errors import EchoFMError
 from echofm.model import EchoFM
-from echofm.precision import autocast
+from echofm.precision import autocast, resolve_precision
 from echofm.train import checkpoint as ckpt
 from echofm.train.config import CONFIG_NAME, PretrainConfig
 from echofm.train.data import IndexedClips, build_pretrain_dataset, check_clip, stable_seed
@@ -94,12 +94,14 @@ def mask_noise(indices: torch.Tensor, epoch: int, seed: int, width: int) -> torc
     return torch.stack(rows)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise EchoFMError("precision bf16 asked for but this GPU does not support bfloat16")
-    return precision
+def training_contract(model: EchoFM, dataset, frame_step: int):
+    """The input contract a pretraining run trained with: its clips' frames and side, the
+    frame rate inside them (``train.data.clip_fps``; None when a source does not state one)
+    and its frame step. The sector convention is kept from where the model started."""
+    from echofm.train.data import clip_fps
+
+    return model.contract.replace(num_frames=model.cfg.num_frames, image_size=model.cfg.img_size,
+                                  fps=clip_fps(dataset), frame_step=frame_step)
 
 
 def seed_rank(seed: int, rank: int) -> None:
@@ -192,7 +194,7 @@ def _train(cfg: PretrainConfig, ctx: DistContext, dataset: Optional[Dataset], re
     model.set_activation_checkpointing(cfg.activation_checkpointing)
 
     if dataset is None:
-        dataset = build_pretrain_dataset(cfg.data, cfg.model, cfg.seed, cfg.frame_stride, cfg.augment)
+        dataset = build_pretrain_dataset(cfg.data, cfg.model, cfg.seed, cfg.frame_step, cfg.augment)
     check_clip(dataset[0], cfg.model, f"data {', '.join(cfg.data) or type(dataset).__name__}")
     clips = IndexedClips(dataset)
     sampler = DistributedSampler(clips, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
@@ -307,6 +309,7 @@ def _train(cfg: PretrainConfig, ctx: DistContext, dataset: Optional[Dataset], re
         if step >= total:
             result.model_dir = run_dir / MODEL_DIR
             if ctx.is_main:
+                model.contract = training_contract(model, dataset, cfg.frame_step)
                 model.save(result.model_dir, metadata={"pretrain_steps": step, "data": cfg.data,
                                                        "model_name": cfg.model_name})
                 logger.message(f"done: {step} steps; model exported to {result.model_dir}")

@@ -1,0 +1,97 @@
+"""Command-line options shared by the commands: one flag name per concept on every command.
+
+``--frame-step`` (take every Nth frame), ``--window-step`` (frames between window starts),
+``--max-windows``, ``--precision``, ``--device``, ``--quiet``, ``--workers``. A command calls
+the ``add_*`` helper for each concept it has, passing the names it used before: those stay
+one release as hidden aliases that print a deprecation warning naming the new flag.
+
+Light on purpose (argparse only): ``--help`` must not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+PRECISION_CHOICES = ("auto", "fp32", "bf16")  # echofm.precision.PRECISION_CHOICES, without importing torch
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old flag name: stores into the new flag's destination and warns once per use."""
+
+    def __init__(self, option_strings, dest, new: str, nargs=None, const=None, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, nargs=nargs, const=const, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"echofm: warning: {option_string} is deprecated and will be removed in the next release; "
+              f"use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def _aliases(p: argparse.ArgumentParser, old: Sequence[str], new: str, dest: str, **kwargs) -> None:
+    for name in old:
+        p.add_argument(name, dest=dest, action=_DeprecatedAlias, new=new, default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS, **kwargs)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_frame_step(p: argparse.ArgumentParser, old: Sequence[str] = (), default: Optional[int] = None,
+                   help: Optional[str] = None) -> None:
+    """``--frame-step N``: take every Nth frame into a window (default: what the model's input
+    contract asks for, from each source's frame rate)."""
+    p.add_argument("--frame-step", type=_positive, default=default, metavar="N", help=help or (
+        "take every Nth frame into a window (default: the step that brings each source's frame rate to "
+        "the one the model was trained at, from its input contract)"))
+    _aliases(p, old, "--frame-step", "frame_step", type=_positive)
+
+
+def add_window_step(p: argparse.ArgumentParser, old: Sequence[str] = (), default: Optional[int] = None,
+                    help: Optional[str] = None) -> None:
+    """``--window-step N``: frames between the starts of consecutive windows."""
+    p.add_argument("--window-step", type=_positive, default=default, metavar="N", help=help or (
+        "frames between the starts of consecutive windows (default: back to back, the last window "
+        "ending on the last frame)"))
+    _aliases(p, old, "--window-step", "window_step", type=_positive)
+
+
+def add_max_windows(p: argparse.ArgumentParser, old: Sequence[str] = (), default: Optional[int] = None,
+                    help: Optional[str] = None) -> None:
+    """``--max-windows N``: at most N windows per video, evenly spread."""
+    p.add_argument("--max-windows", type=_positive, default=default, metavar="N",
+                   help=help or "at most N windows per video, evenly spread (default: all)")
+    _aliases(p, old, "--max-windows", "max_windows", type=_positive)
+
+
+def add_precision(p: argparse.ArgumentParser, default: Optional[str] = "auto") -> None:
+    """``--precision {auto,fp32,bf16}``."""
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=default,
+                   help="numeric precision: auto (bf16 on a GPU that supports it, else fp32), fp32 or bf16")
+
+
+def add_device(p: argparse.ArgumentParser, default: Optional[str] = "cpu", help: Optional[str] = None) -> None:
+    """``--device``: the torch device the model runs on."""
+    p.add_argument("--device", default=default, help=help or "torch device: cpu, cuda, cuda:1 ...")
+
+
+def add_quiet(p: argparse.ArgumentParser, old: Sequence[str] = ()) -> None:
+    """``--quiet``: no progress bar or progress lines."""
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    _aliases(p, old, "--quiet", "quiet", nargs=0, const=True)
+
+
+def add_workers(p: argparse.ArgumentParser, default: Optional[int], old: Sequence[str] = (),
+                help: Optional[str] = None) -> None:
+    """``--workers N``: worker processes (data loading or parallel jobs)."""
+    p.add_argument("--workers", type=int, default=default, metavar="N", help=help or "worker processes")
+    _aliases(p, old, "--workers", "workers", type=int)
