@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from echofm.datasets import DatasetError, read_dataset
-from echofm.datasets.clips import ClipDataset, VideoWindows, covering_starts, window_indices
+from echofm.datasets.clips import ClipDataset, VideoWindows
+from echofm.windows import WindowSpec, window_clips, window_indices, window_starts
 from echofm.datasets.echonet import read_echonet, trace_area, trace_mask
 from echofm.datasets.pediatric import read_pediatric
 from tests._downstream import beating_disc, rect_chords, write_avi
@@ -93,25 +94,25 @@ def test_echonet_layout_errors_name_the_file(tmp_path):
 
 def test_echonet_clip_datasets(echonet):
     index = read_echonet(echonet, require_tracings=True)
-    ds = ClipDataset(index.samples, num_frames=4, size=16, period=2, segmentation=True)
+    ds = ClipDataset(index.samples, WindowSpec(num_frames=4, frame_step=2), size=16, segmentation=True)
     item = ds[0]
     assert item["clips"].shape == (3, 4, 16, 16) and 0 <= item["clips"].min() and item["clips"].max() <= 1
     assert item["masks"].shape == (4, 16, 16)
     labelled = (item["masks"] != 255).flatten(1).all(1)
     assert labelled.sum() >= 1  # the window holds a traced frame
-    windows = VideoWindows(index.samples, num_frames=4, size=16, period=2, segmentation=True)[0]
-    assert windows["clips"].shape[1:] == (3, 4, 16, 16)
+    windows = VideoWindows(index.samples, WindowSpec(num_frames=4, frame_step=2), size=16, segmentation=True)[0]
+    assert window_clips(windows["video"], windows["indices"]).shape[1:] == (3, 4, 16, 16)
     covered = set(windows["indices"].flatten().tolist())
     assert covered == set(range(12))  # segmentation: every frame gets a prediction
-    plain = VideoWindows(index.samples, num_frames=4, size=16, period=2)[0]
+    plain = VideoWindows(index.samples, WindowSpec(num_frames=4, frame_step=2), size=16)[0]
     assert set(plain["indices"][0].tolist()) == {0, 2, 4, 6} and plain["indices"][-1, -1] == 11
     assert set(windows["masks"]) == {3, 9}
 
 
 def test_window_helpers_cover_the_video_and_clamp_short_ones():
-    assert covering_starts(20, 4, 2) == [0, 7, 13]
-    assert covering_starts(5, 4, 2) == [0]
-    assert window_indices(5, 4, 2, 0).tolist() == [0, 2, 4, 4]
+    assert window_starts(20, WindowSpec(4, 2)) == [0, 7, 13]
+    assert window_starts(5, WindowSpec(4, 2)) == [0]
+    assert window_indices(5, WindowSpec(4, 2), 0).tolist() == [0, 2, 4, 4]
 
 
 def test_pediatric_reader_folds_views_and_contours(tmp_path):

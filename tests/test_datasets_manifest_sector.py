@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from echofm.datasets import read_dataset
-from echofm.datasets.clips import ClipDataset, VideoWindows, to_model_frames
+from echofm.datasets.clips import ClipDataset, VideoWindows
 from echofm.inference import load_study
 from echofm.io import read_clip
-from echofm.preprocess.transforms import resize_frames, to_model_tensor
+from echofm.preprocess.transforms import resize_frames
+from echofm.windows import WindowSpec, to_model_tensor, window_clips
 
 SIZE = 64
 
@@ -41,10 +42,11 @@ def test_manifest_dicom_frames_are_the_inference_pixels(manifest):
     assert frames[:, :6, :6].max() == 0 and frames[:, -6:, :6].max() == 0  # ... are gone: black outside the fan
     assert resize_frames(raw, SIZE)[:, :6, :6].max() > 100  # a plain resize would have kept them
     # The model input of training and evaluation windows is inference's tensor of those frames.
-    item = ClipDataset([dicom], num_frames=8, size=SIZE)[0]
-    window = VideoWindows([dicom], num_frames=8, size=SIZE)[0]
+    item = ClipDataset([dicom], WindowSpec(num_frames=8), size=SIZE)[0]
+    window = VideoWindows([dicom], WindowSpec(num_frames=8), size=SIZE)[0]
     first = window["indices"][0].numpy()
-    assert np.allclose(window["clips"][0].numpy(), to_model_tensor(study.frames[first]).numpy(), atol=1e-6)
+    clips = window_clips(window["video"], window["indices"])
+    assert np.allclose(clips[0].numpy(), to_model_tensor(study.frames[first]).numpy(), atol=1e-6)
     assert item["clips"].shape == (3, 8, SIZE, SIZE)
     # Without a size the cropped fan keeps its own resolution (square, larger than the model's).
     native, _ = dicom.load_frames()
@@ -57,7 +59,7 @@ def test_prepared_cache_clips_are_not_processed_twice(manifest):
     stored = np.load(manifest / "prepared.npy")
     assert np.array_equal(prepared.load_frames(48)[0], stored)  # no second sector detection or crop
     assert np.array_equal(prepared.load_frames(SIZE)[0], resize_frames(stored, SIZE))  # only resized
-    assert np.allclose(to_model_frames(prepared.load_frames(SIZE)[0], SIZE).numpy(),
+    assert np.allclose(to_model_tensor(prepared.load_frames(SIZE)[0], SIZE).numpy(),
                        to_model_tensor(resize_frames(stored, SIZE)).numpy(), atol=1e-6)
 
 

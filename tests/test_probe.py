@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from echofm.analysis.probe import (PhaseProbeConfig, PhaseVideo, RidgeProbe, curve_cycle, events_from_curve,
-                                   merge_step_predictions, pixel_phase_baseline, probe_window_starts,
+                                   merge_step_predictions, pixel_phase_baseline, probe_spec,
                                    run_phase_probe, score_events, step_targets, summarise_scores)
 from echofm.phantom import PhantomConfig, generate_case
 
@@ -32,10 +32,13 @@ class RegionMeans:
     """A transparent encoder for testing the probe: each time step's embedding is the mean
     brightness of a 4x4 grid of image regions (and their squares), so it holds the cardiac
     phase only as far as the pixels show it. ``noise=True`` gives features of the same
-    shape drawn at random (no information). Same interface as EchoFM: cfg, embed, eval."""
+    shape drawn at random (no information). Same interface as EchoFM: cfg, contract, embed, eval."""
 
     def __init__(self, size: int = 64, num_frames: int = 16, t_patch: int = 2, noise: bool = False):
+        from echofm.contract import untrained_contract
+
         self.cfg = SimpleNamespace(img_size=size, num_frames=num_frames, t_patch_size=t_patch)
+        self.contract = untrained_contract(self.cfg)
         self.noise = noise
         self.calls = 0
 
@@ -55,12 +58,27 @@ class RegionMeans:
 
 # --- pieces ------------------------------------------------------------------------------
 
+def _starts(total, num_frames, frame_step, window_step):
+    from echofm.windows import WindowSpec, window_starts
+
+    return window_starts(total, WindowSpec(num_frames, frame_step, window_step))
+
+
 def test_window_starts_cover_the_video():
-    starts = probe_window_starts(40, 16, 1, 3)
+    starts = _starts(40, 16, 1, 3)
     assert starts[0] == 0 and starts[-1] == 40 - 16
     assert all(0 < b - a <= 3 for a, b in zip(starts, starts[1:]))
-    assert probe_window_starts(10, 16, 1, 3) == [0]
-    assert probe_window_starts(47, 16, 2, 4)[-1] == 47 - 31
+    assert _starts(10, 16, 1, 3) == [0]
+    assert _starts(47, 16, 2, 4)[-1] == 47 - 31
+
+
+def test_probe_windows_follow_the_model_contract():
+    from echofm.contract import InputContract
+
+    model = SimpleNamespace(contract=InputContract(num_frames=16, image_size=64, fps=15.0))
+    assert probe_spec(model, PhaseProbeConfig(), 30.0).frame_step == 2
+    assert probe_spec(model, PhaseProbeConfig(frame_step=1), 30.0).frame_step == 1
+    assert probe_spec(model, PhaseProbeConfig(window_step=5), 15.0).window_step == 5
 
 
 def test_step_targets_standardise_each_window_and_skip_flat_ones():
@@ -92,7 +110,7 @@ def test_ridge_recovers_a_linear_map_and_shrinks_noise():
 def test_merged_windows_reconstruct_a_smooth_curve():
     total, F, t_patch = 40, 16, 2
     truth = np.sin(2 * np.pi * np.arange(total) / 13.0)
-    windows = [np.arange(s, s + F) for s in probe_window_starts(total, F, 1, 3)]
+    windows = [np.arange(s, s + F) for s in _starts(total, F, 1, 3)]
     preds = [truth[w].reshape(-1, t_patch).mean(axis=1) for w in windows]  # a perfect probe, per step
     curve = merge_step_predictions(np.array(preds), windows, t_patch, total)
     assert curve.shape == (total,)
@@ -134,7 +152,7 @@ def test_scores_on_a_hand_made_case():
 
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError):
-        PhaseProbeConfig(window_stride=0)
+        PhaseProbeConfig(window_step=0)
     with pytest.raises(ValueError):
         PhaseProbeConfig(alphas=(0.0,))
     with pytest.raises(ValueError):
@@ -169,7 +187,7 @@ def test_probe_runs_on_a_real_encoder(phantom_videos):
     cfg = preset("echofm-tiny")
     cfg.img_size = 32
     torch.manual_seed(0)
-    results = run_phase_probe(EchoFM(cfg), phantom_videos[:4], phantom_videos[4:6], PhaseProbeConfig(window_stride=8))
+    results = run_phase_probe(EchoFM(cfg), phantom_videos[:4], phantom_videos[4:6], PhaseProbeConfig(window_step=8))
     assert set(results) == {"frames", "tokens"}
     for result in results.values():
         for key in ("found", "precision", "mae_frames", "ed_mae_frames", "es_mae_frames", "ed_found", "es_found"):

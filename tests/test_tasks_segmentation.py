@@ -51,7 +51,7 @@ def test_segmentation_finetune_and_evaluate(echonet, tmp_path):
     data = read_dataset("echonet", echonet, task="segment")
     assert all((s.meta["ed_frame"], s.meta["es_frame"]) == (8, 4) for s in data.samples)
     cfg = FinetuneConfig(task="segment", mode="full", epochs=6, batch_size=3, lr=2e-2, warmup_epochs=0,
-                         period=2, progress=False)
+                         frame_step=2, progress=False)
     result = finetune(data, echonet / "init", cfg, tmp_path / "run")
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]

@@ -27,8 +27,8 @@ import torch
 
 from echofm.errors import EchoFMError
 from echofm.files import atomic_write, save_npy_atomic, write_csv_atomic, write_json_atomic
-from echofm.precision import autocast
 from echofm.tasks.adapter import TaskModel
+from echofm.windows import WindowSpec, plan_windows, run_windows, spec_for
 
 log = logging.getLogger("echofm.predict")
 
@@ -40,20 +40,20 @@ LV_CAVITY = 1
 class PredictConfig:
     """How studies are read and windowed.
 
-    stride / max_windows / period: window placement (None: as the run was evaluated —
-    its ``eval_stride``, ``eval_max_windows`` and ``period``). Segmentation always uses
-    every covering window so that every frame gets a mask.
+    frame_step: take every Nth frame (None: what the model's input contract asks for each
+    study's frame rate). window_step / max_windows: window placement (None: as the run was
+    evaluated). Segmentation always uses every covering window so that every frame gets a mask.
     mask_sector: blank and crop to the ultrasound sector before resizing (as ``prepare``).
     overlay: write an MP4 of the frames with the coloured masks (segmentation only);
     overlay_size: its side in pixels (the model's frames are upscaled to it).
     """
 
     batch_size: int = 8
-    stride: Optional[int] = None
+    window_step: Optional[int] = None
     max_windows: Optional[int] = None
-    period: Optional[int] = None
+    frame_step: Optional[int] = None
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"
     mask_sector: bool = True
     overlay: bool = True
     overlay_size: int = 256
@@ -64,7 +64,7 @@ class PredictConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        for name in ("stride", "max_windows", "period"):
+        for name in ("window_step", "max_windows", "frame_step"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -96,59 +96,34 @@ class PredictSummary:
 
 # --- windows ---------------------------------------------------------------------------
 
-def window_settings(model: TaskModel, config: PredictConfig) -> dict:
-    """period / stride / max_windows: the config's, else those the run was evaluated with."""
-    saved = getattr(model, "finetune_config", {}) or {}
-    return {"period": config.period or int(saved.get("period") or 1),
-            "stride": config.stride or saved.get("eval_stride"),
-            "max_windows": config.max_windows or saved.get("eval_max_windows")}
+def window_spec(model: TaskModel, total: int, fps: Optional[float], config: PredictConfig,
+                where: str = "a study") -> tuple[WindowSpec, np.ndarray]:
+    """The windows ``[W, F]`` of a ``total``-frame study at ``fps``: the frame step from the
+    model's input contract, window placement as the run was evaluated; the config overrides."""
+    from echofm.tasks.base import saved_eval_options
+
+    options = saved_eval_options(model, window_step=config.window_step, max_windows=config.max_windows)
+    spec = spec_for(model.contract, fps, frame_step=config.frame_step, window_step=options.window_step,
+                    max_windows=options.max_windows, every_frame=model.spec.kind == "segmentation", where=where)
+    return spec, plan_windows(total, spec)
 
 
-def study_windows(total: int, num_frames: int, period: int, stride: Optional[int],
-                  max_windows: Optional[int], every_frame: bool) -> np.ndarray:
-    """Frame indices [W, num_frames] of the windows covering a ``total``-frame video.
-
-    The same placement as task evaluation (``datasets.clips.VideoWindows``): back to back
-    (or every ``stride`` frames), the last window ending on the last frame, indices past
-    the end of a short video clamped to its last frame. ``every_frame`` (segmentation)
-    keeps all windows and shifts them through the ``period`` phases so each frame is seen.
-    """
-    from echofm.datasets.clips import covering_starts, window_indices
-
-    starts = covering_starts(total, num_frames, period, stride)
-    if max_windows and len(starts) > max_windows and not every_frame:
-        keep = np.linspace(0, len(starts) - 1, max_windows).round().astype(int)
-        starts = [starts[k] for k in keep]
-    if every_frame and period > 1:
-        starts = sorted({s + o for s in starts for o in range(period) if s + o < total})
-    return np.stack([window_indices(total, num_frames, period, s) for s in starts])
-
-
-@torch.no_grad()
 def run_model(model: TaskModel, frames: np.ndarray, windows: np.ndarray, batch_size: int = 8,
-              device: str = "cpu", precision: str = "fp32") -> torch.Tensor:
+              device: str = "cpu", precision: str = "auto") -> torch.Tensor:
     """The model's raw outputs for each window (float32 on the CPU): [W, C] logits,
     [W] values, or [W, K, F, S, S] segmentation logits."""
-    from echofm.datasets.clips import to_model_frames
-
     model.eval()
-    video = to_model_frames(frames, model.cfg.img_size)  # [3, T, S, S], resized once
-    outs = []
-    for i in range(0, len(windows), batch_size):
-        chunk = torch.stack([video[:, w] for w in windows[i:i + batch_size]]).to(device)
-        with autocast(precision, device):
-            outs.append(model(chunk).float().cpu())
-    return torch.cat(outs)
+    return run_windows(model, frames, windows, batch_size, device, precision, size=model.cfg.img_size)
 
 
 # --- one video -------------------------------------------------------------------------
 
 def predict_frames(model: TaskModel, frames: np.ndarray, fps: Optional[float] = None,
                    config: Optional[PredictConfig] = None,
-                   pixel_spacing: Optional[tuple[float, float]] = None) -> StudyPrediction:
+                   pixel_spacing: Optional[tuple[float, float]] = None, where: str = "a study") -> StudyPrediction:
     """Predict one preprocessed video: uint8 frames [T, H, W] or [T, H, W, 3] (resized to
-    the model's side when they differ). ``pixel_spacing`` (mm per pixel of ``frames``)
-    adds areas in mm² to a segmentation."""
+    the model's side when they differ) at ``fps`` (None: not stated; see ``echofm.contract``).
+    ``pixel_spacing`` (mm per pixel of ``frames``) adds areas in mm² to a segmentation."""
     config = config or PredictConfig()
     frames = np.asarray(frames)
     if frames.ndim not in (3, 4) or frames.shape[0] < 1 or frames.dtype != np.uint8:
@@ -161,13 +136,11 @@ def predict_frames(model: TaskModel, frames: np.ndarray, fps: Optional[float] = 
             pixel_spacing = (pixel_spacing[0] * frames.shape[1] / cfg.img_size,
                              pixel_spacing[1] * frames.shape[2] / cfg.img_size)
         frames = resize_frames(frames, cfg.img_size)
-    settings = window_settings(model, config)
     segmentation = spec.kind == "segmentation"
-    windows = study_windows(len(frames), cfg.num_frames, settings["period"], settings["stride"],
-                            settings["max_windows"], every_frame=segmentation)
+    window, windows = window_spec(model, len(frames), fps, config, where)
     out = run_model(model, frames, windows, config.batch_size, config.device, config.precision)
     record = {"task": spec.task, "kind": spec.kind, "target": spec.target, "frames": int(len(frames)),
-              "fps": fps, "size": int(cfg.img_size), "period": settings["period"], "windows": int(len(windows)),
+              "fps": fps, "size": int(cfg.img_size), "frame_step": window.frame_step, "windows": int(len(windows)),
               "window_starts": [int(w[0]) for w in windows]}
     masks = None
     if spec.kind == "regression":
@@ -233,7 +206,7 @@ def predict_study(model: TaskModel, path: str | Path, config: Optional[PredictCo
     clip = load_study(path, model.cfg.img_size, mask_sector=config.mask_sector)
     if clip.num_frames < 1:
         raise EchoFMError(f"{path}: no frames")
-    result = predict_frames(model, clip.frames, clip.fps, config, clip.pixel_spacing)
+    result = predict_frames(model, clip.frames, clip.fps, config, clip.pixel_spacing, where=Path(path).name)
     result.record["content_hash"] = clip.content_hash
     return result
 
@@ -359,7 +332,8 @@ def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path
     state = out / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     check_settings(state, {"model": model_fingerprint(model), "mask_sector": config.mask_sector,
-                            **window_settings(model, config)})
+                           "frame_step": config.frame_step, "window_step": config.window_step,
+                           "max_windows": config.max_windows})
     found = scan_sources(sources)
     summary = PredictSummary()
     bar = tqdm(found, unit="study", desc="predict", disable=not config.progress, file=sys.stderr, dynamic_ncols=True)

@@ -28,6 +28,7 @@ public EchoFM loader does.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -221,3 +222,26 @@ def spec_for(contract, source_fps: Optional[float] = None, *, frame_step: Option
     step = frame_step if frame_step is not None else contract.frame_step_for(source_fps, where)
     return WindowSpec(num_frames=contract.num_frames, frame_step=step, window_step=window_step,
                       max_windows=max_windows, every_frame=every_frame)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling a consumer asks for over many sources of their own frame rates: a model's
+    contract plus the flags that override it; ``spec(fps)`` gives one source's windows."""
+
+    contract: object  # echofm.contract.InputContract
+    frame_step: Optional[int] = None
+    window_step: Optional[int] = None
+    max_windows: Optional[int] = None
+
+    def spec(self, source_fps: Optional[float], every_frame: bool = False, where: str = "a source") -> WindowSpec:
+        return spec_for(self.contract, source_fps, frame_step=self.frame_step, window_step=self.window_step,
+                        max_windows=self.max_windows, every_frame=every_frame, where=where)
+
+
+def source_spec(sampling: "WindowSpec | Sampling", source_fps: Optional[float], every_frame: bool = False,
+                where: str = "a source") -> WindowSpec:
+    """One source's windows: a fixed ``WindowSpec`` as it is, a ``Sampling`` from the source's rate."""
+    if isinstance(sampling, WindowSpec):
+        return dataclasses.replace(sampling, every_frame=every_frame or sampling.every_frame)
+    return sampling.spec(source_fps, every_frame, where)

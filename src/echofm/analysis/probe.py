@@ -29,11 +29,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-import torch
 
 from echofm.analysis.phase import cycle_length, find_ed_es, phase_from_pixels
-from echofm.datasets.clips import to_model_frames, window_indices
-from echofm.precision import autocast
+from echofm.windows import WindowSpec, plan_windows, run_windows, spec_for
 
 EVENTS = ("ed", "es")
 FEATURES = ("frames", "tokens")
@@ -63,23 +61,24 @@ class PhaseVideo:
 class PhaseProbeConfig:
     """How videos are cut into windows and how the ridge strength is chosen.
 
-    window_stride: frames between the starts of a test video's windows; an odd stride (with
+    window_step: frames between the starts of a test video's windows; an odd step (with
     tubelets of 2) puts step boundaries on every frame, so the averaged curve has
-    single-frame resolution. train_window_stride: the same for training videos (their
+    single-frame resolution. train_window_step: the same for training videos (their
     windows only supply rows to the regression, so fewer suffice).
-    period: frame period inside a window (as in pretraining and the task probes).
+    frame_step: take every Nth frame into a window (None: what the model's input contract
+    asks for each video's frame rate, as every consumer does).
     alphas: ridge strengths tried, per training row on standardised features.
     folds: cross-validation folds (grouped by video) for choosing alpha.
     tolerance: frames within which an event counts as found (None: one time step,
-    ``t_patch_size * period``).
+    ``t_patch_size * frame_step``).
     features: what a time step's embedding is, one probe each: ``frames`` (the per-time-step
     projector embeddings, ``embed().frames``) and/or ``tokens`` (the encoder's tokens
     averaged over each time step's spatial positions).
     """
 
-    window_stride: int = 3
-    train_window_stride: int = 8
-    period: int = 1
+    window_step: int = 3
+    train_window_step: int = 8
+    frame_step: Optional[int] = None
     alphas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     folds: int = 4
     batch_size: int = 8
@@ -92,8 +91,8 @@ class PhaseProbeConfig:
         self.features = (self.features,) if isinstance(self.features, str) else tuple(self.features)
         if not self.features or any(k not in FEATURES for k in self.features):
             raise ValueError(f"features must be some of {', '.join(FEATURES)}, got {self.features!r}")
-        if min(self.window_stride, self.train_window_stride, self.period, self.batch_size) < 1:
-            raise ValueError("window strides, period and batch_size must be at least 1")
+        if min(self.window_step, self.train_window_step, self.frame_step or 1, self.batch_size) < 1:
+            raise ValueError("window steps, frame_step and batch_size must be at least 1")
         if self.folds < 2:
             raise ValueError(f"folds must be at least 2, got {self.folds}")
         if not self.alphas or min(self.alphas) <= 0:
@@ -101,13 +100,6 @@ class PhaseProbeConfig:
 
 
 # --- windows and per-step embeddings -----------------------------------------------------
-
-def probe_window_starts(total: int, num_frames: int, period: int, stride: int) -> list[int]:
-    """Starts of windows every ``stride`` frames, the last one ending on the last frame."""
-    from echofm.datasets.clips import covering_starts
-
-    return covering_starts(total, num_frames, period, stride)
-
 
 def step_frames(indices: np.ndarray, t_patch: int) -> np.ndarray:
     """Window frame indices ``[F]`` -> the frames of each time step ``[F // t_patch, t_patch]``."""
@@ -133,32 +125,39 @@ class StepEmbeddings:
     windows: list[np.ndarray]
 
 
-@torch.no_grad()
-def embed_steps(model, frames: np.ndarray, config: PhaseProbeConfig, stride: Optional[int] = None) -> StepEmbeddings:
-    """Per-time-step features of one video's probe windows, every kind in ``config.features``
-    from one forward pass; windows start ``stride`` frames apart (default ``config.window_stride``).
+def probe_spec(model, config: PhaseProbeConfig, fps: Optional[float], window_step: Optional[int] = None,
+               where: str = "a video") -> WindowSpec:
+    """The probe windows of a video at ``fps``: the model contract's frame step (or the
+    config's), windows every ``window_step`` frames (default ``config.window_step``)."""
+    return spec_for(model.contract, fps, frame_step=config.frame_step, window_step=window_step or config.window_step,
+                    where=where)
 
-    model: anything with ``cfg`` and ``embed(clips)`` returning ``.frames [N, T, D]`` and
-    (for ``tokens``) ``.tokens [N, T*L, D]`` (an ``EchoFM``).
+
+def embed_steps(model, frames: np.ndarray, config: PhaseProbeConfig, window_step: Optional[int] = None,
+                fps: Optional[float] = None) -> StepEmbeddings:
+    """Per-time-step features of one video's probe windows (``probe_spec``), every kind in
+    ``config.features`` from one forward pass.
+
+    model: anything with ``cfg``, ``contract`` and ``embed(clips)`` returning ``.frames
+    [N, T, D]`` and (for ``tokens``) ``.tokens [N, T*L, D]`` (an ``EchoFM``).
     """
     cfg = model.cfg
-    total = len(frames)
-    starts = probe_window_starts(total, cfg.num_frames, config.period, stride or config.window_stride)
-    windows = [window_indices(total, cfg.num_frames, config.period, s) for s in starts]
-    video = to_model_frames(frames, cfg.img_size)  # [3, T, S, S], resized once
-    device = torch.device(config.device)
-    out: dict[str, list] = {k: [] for k in config.features}
+    windows = plan_windows(len(frames), probe_spec(model, config, fps, window_step))
     steps = cfg.num_frames // cfg.t_patch_size
-    for i in range(0, len(windows), config.batch_size):
-        clips = torch.stack([video[:, w] for w in windows[i:i + config.batch_size]]).to(device)
-        with autocast(config.precision, device):
-            emb = model.embed(clips)
-        if "frames" in out:
-            out["frames"].append(emb.frames.float().cpu())
-        if "tokens" in out:  # time-major [N, T*L, D]: average each step's L positions
+
+    def features(clips):
+        emb = model.embed(clips)
+        out = {}
+        if "frames" in config.features:
+            out["frames"] = emb.frames
+        if "tokens" in config.features:  # time-major [N, T*L, D]: average each step's L positions
             n, _, d = emb.tokens.shape
-            out["tokens"].append(emb.tokens.float().reshape(n, steps, -1, d).mean(dim=2).cpu())
-    return StepEmbeddings({k: torch.cat(v).numpy() for k, v in out.items()}, windows)
+            out["tokens"] = emb.tokens.float().reshape(n, steps, -1, d).mean(dim=2)
+        return out
+
+    out = run_windows(features, frames, windows, config.batch_size, config.device, config.precision,
+                      size=cfg.img_size)
+    return StepEmbeddings({k: v.numpy() for k, v in out.items()}, list(windows))
 
 
 # --- the ridge probe ---------------------------------------------------------------------
@@ -329,8 +328,12 @@ class PhaseProbeResult:
     cv_mse: dict = field(default_factory=dict)
 
 
-def _tolerance(model, config: PhaseProbeConfig) -> int:
-    return config.tolerance if config.tolerance is not None else model.cfg.t_patch_size * config.period
+def probe_tolerance(model, config: PhaseProbeConfig, videos: Sequence[PhaseVideo]) -> int:
+    """The configured tolerance, else one time step of the test videos' windows (frames)."""
+    if config.tolerance is not None:
+        return config.tolerance
+    step = max(probe_spec(model, config, v.fps, where=v.id).frame_step for v in videos)
+    return model.cfg.t_patch_size * step
 
 
 def fit_phase_probe(embedded: Sequence[StepEmbeddings], videos: Sequence[PhaseVideo], t_patch: int,
@@ -370,13 +373,13 @@ def apply_phase_probe(probe: RidgeProbe, embedded: Sequence[StepEmbeddings], vid
     return PhaseProbeResult(summarise_scores(scores, tolerance), records, probe.alpha, dict(probe.cv_mse))
 
 
-def embed_videos(model, videos: Sequence[PhaseVideo], config: PhaseProbeConfig, stride: Optional[int] = None,
+def embed_videos(model, videos: Sequence[PhaseVideo], config: PhaseProbeConfig, window_step: Optional[int] = None,
                  progress: Optional[Callable] = None) -> list[StepEmbeddings]:
     """``embed_steps`` for each video (model put in eval mode); ``progress(1)`` after each."""
     model.eval()
     out = []
     for video in videos:
-        out.append(embed_steps(model, video.frames, config, stride))
+        out.append(embed_steps(model, video.frames, config, window_step, video.fps))
         if progress:
             progress(1)
     return out
@@ -396,12 +399,13 @@ def phase_probe(train_emb: Sequence[StepEmbeddings], train: Sequence[PhaseVideo]
 def run_phase_probe(model, train: Sequence[PhaseVideo], test: Sequence[PhaseVideo],
                     config: Optional[PhaseProbeConfig] = None,
                     progress: Optional[Callable] = None) -> dict[str, PhaseProbeResult]:
-    """Embed the videos (training ones every ``train_window_stride`` frames, test ones every
-    ``window_stride``), then ``phase_probe``: ``{kind: PhaseProbeResult}`` per feature kind."""
+    """Embed the videos (training ones every ``train_window_step`` frames, test ones every
+    ``window_step``), then ``phase_probe``: ``{kind: PhaseProbeResult}`` per feature kind."""
     config = config or PhaseProbeConfig()
-    train_emb = embed_videos(model, train, config, config.train_window_stride, progress)
-    test_emb = embed_videos(model, test, config, config.window_stride, progress)
-    return phase_probe(train_emb, train, test_emb, test, model.cfg.t_patch_size, _tolerance(model, config), config)
+    train_emb = embed_videos(model, train, config, config.train_window_step, progress)
+    test_emb = embed_videos(model, test, config, config.window_step, progress)
+    return phase_probe(train_emb, train, test_emb, test, model.cfg.t_patch_size, probe_tolerance(model, config, test),
+                       config)
 
 
 # --- video-level probes ------------------------------------------------------------------

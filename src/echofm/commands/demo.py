@@ -72,7 +72,7 @@ _SIZE_HELP = {
     "clips": "training phantom cines: pretraining data and the probes' training set",
     "test_clips": "held-out phantom cines (other seeds) the probes are scored on",
     "frames": "frames per phantom cine",
-    "fps": "phantom frame rate; the real cine is read at the frame stride closest to it",
+    "fps": "phantom frame rate; the model records it, so the real cine is read at the frame step closest to it",
     "phantom_size": "side of the phantom ultrasound image in the DICOMs, pixels",
     "size": "prepared clip and model input side, pixels (a multiple of 16)",
     "steps": "pretraining steps",
@@ -189,7 +189,7 @@ def run_demo(cfg: DemoConfig) -> int:
     t = steps.start("pretrain", f"echofm-tiny at {cfg.size} px, {cfg.steps} steps")
     _cli(["pretrain", "--config", "echofm-tiny", "--data", str(cache / "train"), "--out", str(out / "pretrain"),
           "--steps", str(cfg.steps), "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr),
-          "--frame-stride", "1", "--set", f"model.img_size={cfg.size}", "--workers", "1",
+          "--frame-step", "1", "--set", f"model.img_size={cfg.size}", "--workers", "1",
           "--checkpoint-every", "0", "--seed", str(cfg.seed)])
     summary["pretraining"] = _pretraining_summary(out / "pretrain")
     steps.finish("pretrain", t)
@@ -415,20 +415,20 @@ def _frozen_probes(index, pretrained, cfg: DemoConfig, out: Path) -> dict:
 
     from echofm.analysis.demo_figures import phase_probe_figure
     from echofm.analysis.probe import (PhaseProbeConfig, embed_videos, phase_probe, pixel_phase_baseline,
-                                       video_features, video_probe)
+                                       probe_tolerance, video_features, video_probe)
     from echofm.files import write_text_atomic
 
     train_s, test_s = index.split("train"), index.split("test")
     train, test = _phase_videos(train_s), _phase_videos(test_s)
     config = PhaseProbeConfig()
-    tol = pretrained.cfg.t_patch_size * config.period
+    tol = probe_tolerance(pretrained, config, test)
     arms = {"pretrained": pretrained, "random": random_init_model(pretrained.cfg, cfg.seed)}
     phase: dict = {}
     ridge: dict = {"ef": {}, "view": {}}
     for arm, model in arms.items():
         with tqdm(total=len(train) + len(test), desc=f"embedding, {arm} encoder", unit="video") as bar:
-            train_emb = embed_videos(model, train, config, config.train_window_stride, bar.update)
-            test_emb = embed_videos(model, test, config, config.window_stride, bar.update)
+            train_emb = embed_videos(model, train, config, config.train_window_step, bar.update)
+            test_emb = embed_videos(model, test, config, config.window_step, bar.update)
         for kind, res in phase_probe(train_emb, train, test_emb, test, model.cfg.t_patch_size, tol, config).items():
             phase[f"{arm}_{kind}"] = res
         x_train, x_test = video_features(train_emb), video_features(test_emb)
@@ -489,10 +489,9 @@ def _real_cine(out: Path, cfg: DemoConfig) -> dict:
     if src is None:
         return {"available": False, "reason": "pydicom-data is not installed (pip install pydicom-data)"}
     raw = read_clip(src)
-    # The model saw phantoms at cfg.fps: read the real cine at the stride closest to that rate.
-    stride = max(1, round((raw.fps or cfg.fps) / cfg.fps))
+    # No frame step by hand: the model's input contract (phantoms at cfg.fps) sets it.
     _cli(["phase", str(src), "--out", str(out / "real_a4c"), "--model", str(out / "pretrain" / "model"),
-          "--size", str(cfg.size), "--stride", str(stride)])
+          "--size", str(cfg.size)])
     result = json.loads((out / "real_a4c" / "phase.json").read_text())
     masked = MaskSector()(raw)
     model_input = load_study(src, cfg.size)
@@ -502,7 +501,7 @@ def _real_cine(out: Path, cfg: DemoConfig) -> dict:
                   out / "real_a4c" / "first_frame_masked.png", f"{REAL_CINE}: first frame")
     px, emb = result["pixels"], result.get("embeddings", {})
     return {"available": True, "source": REAL_CINE, "frames": result["frames"], "fps": result["fps"],
-            "model_stride": stride, "cycle_frames": px["cycle_frames"], "heart_rate_bpm": px["heart_rate_bpm"],
+            "model_frame_step": emb.get("frame_step"), "cycle_frames": px["cycle_frames"], "heart_rate_bpm": px["heart_rate_bpm"],
             "ed_frames": px["ed_frames"], "es_frames": px["es_frames"],
             "embedding_cycle_frames": emb.get("cycle_frames"), "embedding_heart_rate_bpm": emb.get("heart_rate_bpm"),
             "phase_figure": "real_a4c/phase.png", "masked_figure": "real_a4c/first_frame_masked.png"}
@@ -626,7 +625,7 @@ def _write_report(out: Path, summary: dict) -> Path:
     real = summary["real_a4c"]
     if real.get("available"):
         rep.values({k: real[k] for k in ("frames", "fps", "cycle_frames", "heart_rate_bpm", "ed_frames", "es_frames",
-                                         "model_stride", "embedding_cycle_frames", "embedding_heart_rate_bpm")})
+                                         "model_frame_step", "embedding_cycle_frames", "embedding_heart_rate_bpm")})
         rep.figure(real["masked_figure"], "first frame: as stored, sector masked, model input")
         rep.figure(real["phase_figure"], "cavity curve with ED/ES, pixel and embedding self-similarity")
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from echofm.commands._options import add_device, add_frame_step, add_max_windows, add_precision, add_window_step
+
 NAME = "evaluate"
 HELP = "evaluate a fine-tuned model (from echofm finetune): metrics.json, predictions and plots"
 DESCRIPTION = (
@@ -21,13 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default=None, choices=FORMATS, help="layout of --data (default: the run's)")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"), help="which split to score")
     p.add_argument("--out", required=True, help="folder for metrics.json, predictions.jsonl and plots")
-    p.add_argument("--eval-stride", type=int, default=None, help="frames between windows (default: the run's)")
-    p.add_argument("--eval-max-windows", type=int, default=None, help="at most this many windows per video")
+    add_frame_step(p)
+    add_window_step(p, old=["--eval-stride"], help="frames between the starts of consecutive windows (default: "
+                                                   "as the run evaluated; back to back)")
+    add_max_windows(p, old=["--eval-max-windows"], help="at most N windows per video, evenly spread (default: as "
+                                                        "the run evaluated; all)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    p.add_argument("--device", default="cpu",
-                   help="cpu, cuda (under torchrun: this rank's GPU) or auto; under torchrun the videos are "
-                        "shared out and rank 0 writes")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="numeric precision")
+    add_device(p, help="cpu, cuda (under torchrun: this rank's GPU) or auto; under torchrun the videos are shared "
+                       "out and rank 0 writes")
+    add_precision(p)
     p.add_argument("--strict", action="store_true", help="fail on the first unusable dataset item")
     p.add_argument("--no-sector", action="store_true", default=None,
                    help="--format csv: read the listed files as stored, without the sector pipeline "
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from echofm.datasets import read_dataset
     from echofm.errors import EchoFMError
     from echofm.tasks.adapter import load_task_model
-    from echofm.tasks.base import EvalOptions
+    from echofm.tasks.base import saved_eval_options
     from echofm.commands.finetune import is_main_process
     from echofm.tasks.engine import CONFIG, evaluate
 
@@ -58,16 +62,14 @@ def run(args: argparse.Namespace) -> int:
         fmt = "csv"
     if not data_dir or not fmt:
         raise EchoFMError(f"{run_dir}: give --data and --format (the run does not record them)")
-    saved = getattr(model, "finetune_config", {}) or {}
     target = model.spec.target
     trained_on_sector = run_info.get("data", {}).get("preprocess", True)
     preprocess = not args.no_sector if args.no_sector is not None else trained_on_sector
     data = read_dataset(fmt, data_dir, task=model.spec.task,
                         target=target if fmt in ("csv", "tmed") else None, strict=args.strict, preprocess=preprocess)
-    options = EvalOptions(period=int(saved.get("period", 1)),
-                          stride=args.eval_stride if args.eval_stride is not None else saved.get("eval_stride"),
-                          max_windows=args.eval_max_windows or saved.get("eval_max_windows"),
-                          batch_size=args.batch_size, device=args.device, precision=args.precision)
+    options = saved_eval_options(model, frame_step=args.frame_step, window_step=args.window_step,
+                                 max_windows=args.max_windows, batch_size=args.batch_size, device=args.device,
+                                 precision=args.precision)
     metrics = evaluate(model, data, split=args.split, out_dir=args.out, options=options, plots=not args.no_plots)
     if is_main_process():
         print(json.dumps(metrics, indent=2, default=str)[:4000])

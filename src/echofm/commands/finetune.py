@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from echofm.commands._options import (add_device, add_frame_step, add_max_windows, add_precision, add_quiet,
+                                      add_window_step, add_workers)
+
 NAME = "finetune"
 HELP = "adapt a pretrained encoder to a clinical task (linear / attentive probe or full fine-tuning)"
 DESCRIPTION = (
@@ -48,10 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise LR decay (full mode)")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before cosine decay")
-    p.add_argument("--period", type=int, default=1, help="take every PERIOD-th frame into a clip")
-    p.add_argument("--eval-stride", type=int, default=None,
-                   help="frames between evaluation windows (default: back to back, covering the video)")
-    p.add_argument("--eval-max-windows", type=int, default=None, help="at most this many windows per video")
+    add_frame_step(p, old=["--period"], help=(
+        "take every Nth frame into a clip (default: the step that brings each video's frame rate to the one the "
+        "--init model was trained at, from its input contract; every frame for a preset)"))
+    add_window_step(p, old=["--eval-stride"], help="frames between evaluation windows (default: back to back, "
+                                                   "covering the video)")
+    add_max_windows(p, old=["--eval-max-windows"], help="at most N evaluation windows per video, evenly spread "
+                                                        "(default: all)")
     p.add_argument("--pooling", default=None, choices=POOLINGS,
                    help="how the linear / attentive probe pools tokens: mean (one vector per clip) or stats "
                         "(one per time step, then their mean and standard deviation over time, which keeps how "
@@ -65,10 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "last block for the linear head, 4 evenly spaced for unetr)")
     p.add_argument("--attentive-queries", type=int, default=1, help="learned queries of the attentive probe")
     p.add_argument("--seed", type=int, default=0, help="random seed (sampling, initialisation, label fraction)")
-    p.add_argument("--device", default="cpu",
-                   help="cpu, cuda (under torchrun: this rank's GPU, cuda:LOCAL_RANK) or auto (a GPU if there is one)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="numeric precision")
-    p.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
+    add_device(p, help="cpu, cuda (under torchrun: this rank's GPU, cuda:LOCAL_RANK) or auto (a GPU if there is one)")
+    add_precision(p)
+    add_workers(p, default=0, old=["--num-workers"], help="data-loading worker processes")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--strict", action="store_true",
                    help="fail on the first unusable dataset item instead of logging and skipping it")
@@ -76,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--format csv: read the listed files as stored, without the sector pipeline (mask, crop, "
                         "resize) that echofm prepare and inference apply; for files that are already clean crops")
     p.add_argument("--no-validate", action="store_true", help="do not evaluate on the val split each epoch")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet(p, old=["--no-progress"])
 
 
 def default_labels(task: str, fmt: str, labels: str | None) -> str | None:
@@ -101,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
         task=args.task, mode=args.mode, target=target, labels=default_labels(args.task, args.format, args.labels),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         layer_decay=args.layer_decay, warmup_epochs=args.warmup_epochs, label_fraction=args.label_fraction,
-        seed=args.seed, period=args.period, eval_stride=args.eval_stride, eval_max_windows=args.eval_max_windows,
+        seed=args.seed, frame_step=args.frame_step, window_step=args.window_step, max_windows=args.max_windows,
         pooling=args.pooling, seg_head=args.seg_head, seg_layers=seg_layers, attentive_queries=args.attentive_queries, precision=args.precision,
-        device=args.device, num_workers=args.num_workers, validate=not args.no_validate,
-        progress=not args.no_progress)
+        device=args.device, num_workers=args.workers, validate=not args.no_validate,
+        progress=not args.quiet)
     data = read_dataset(args.format, args.data, task=args.task,
                         target=target if args.format in ("csv", "tmed") else None, strict=args.strict,
                         preprocess=not args.no_sector)

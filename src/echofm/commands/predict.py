@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+from echofm.commands._options import (add_device, add_frame_step, add_max_windows, add_precision, add_quiet,
+                                      add_window_step)
+
 NAME = "predict"
 HELP = "apply a fine-tuned task model (view, EF, disease, segmentation) to studies: one JSON per input"
 DESCRIPTION = (
     "Reads every echo source under SRC (DICOM, video, NIfTI, prepared .npy ...; folders recursively), "
     "applies the same preprocessing as `echofm prepare` at the model's size, and runs the task model "
-    "written by `echofm finetune` on windows covering each whole video. Per input it writes <id>.json "
+    "written by `echofm finetune` on windows covering each whole video, sampled as the model's input "
+    "contract asks (each study's frame rate brought to the one it was trained at). Per input it writes <id>.json "
     "(<id>: hash of the decoded pixels): class probabilities averaged over windows (view, disease), "
     "per-window values and their mean (EF), or, for segmentation, <id>_masks.npy (uint8 label maps "
     "[T, S, S]), the area curves, the EF from the ED/ES LV areas and <id>_overlay.mp4. index.csv lists "
@@ -23,30 +27,29 @@ def add_arguments(p) -> None:
                         "(task.json + model.safetensors)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    p.add_argument("--stride", type=int, default=None,
-                   help="frames between window starts (default: as the run was evaluated; back to back)")
-    p.add_argument("--max-windows", type=int, default=None,
-                   help="at most this many windows per video for classification/EF (default: as evaluated; all)")
-    p.add_argument("--period", type=int, default=None,
-                   help="take every PERIOD-th frame into a window (default: the run's --period)")
+    add_window_step(p, old=["--stride"], help="frames between the starts of consecutive windows (default: as the "
+                                              "run was evaluated; back to back)")
+    add_max_windows(p, help="at most N windows per video for classification/EF, evenly spread (default: as the "
+                            "run was evaluated; all)")
+    add_frame_step(p, old=["--period"])
     p.add_argument("--no-mask", action="store_true",
                    help="do not detect, blank and crop the ultrasound sector (only pad and resize)")
     p.add_argument("--no-overlay", action="store_true", help="segmentation: do not write the overlay video")
     p.add_argument("--overlay-size", type=int, default=256, help="side in pixels of the overlay video")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    add_precision(p)
+    add_device(p)
     p.add_argument("--keep-paths", action="store_true",
                    help="write each input's path (relative to its SRC) in its JSON and index.csv; off by "
                         "default because archive paths may carry patient names")
     p.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
 
 
 def run(args) -> int:
     from echofm.predict import PredictConfig, predict_studies
 
-    config = PredictConfig(batch_size=args.batch_size, stride=args.stride, max_windows=args.max_windows,
-                           period=args.period, device=args.device, precision=args.precision,
+    config = PredictConfig(batch_size=args.batch_size, window_step=args.window_step, max_windows=args.max_windows,
+                           frame_step=args.frame_step, device=args.device, precision=args.precision,
                            mask_sector=not args.no_mask, overlay=not args.no_overlay, overlay_size=args.overlay_size,
                            keep_paths=args.keep_paths, retry_failed=args.retry_failed, progress=not args.quiet)
     summary = predict_studies(args.sources, args.model, args.out, config)

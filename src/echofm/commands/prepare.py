@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from echofm.commands._options import add_quiet, add_workers
 from echofm.errors import EchoFMError
 
 NAME = "prepare"
@@ -24,15 +25,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--color", action="store_true", help="keep colour Doppler clips in RGB instead of grayscale")
     parser.add_argument("--fps", type=float, default=None, help="resample every clip to this frame rate")
     parser.add_argument("--no-mask", action="store_true", help="keep the whole image (no sector detection, crop or blanking)")
-    parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)),
-                        help="worker processes")
+    add_workers(parser, default=max(1, min(8, (os.cpu_count() or 2) - 1)), help="worker processes")
     parser.add_argument("--shard", default="0/1", help="i/n: prepare only shard i of n (deterministic, no overlap)")
     parser.add_argument("--keep-paths", action="store_true",
                         help="add a source column (path relative to SRC) to manifest.csv; off by default because "
                              "archive paths often contain patient names or dates")
     parser.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
     parser.add_argument("--strict", action="store_true", help="exit with an error if any input failed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
 
 
 def run(args) -> int:

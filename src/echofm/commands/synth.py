@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from echofm.commands._options import add_quiet, add_workers
+
 NAME = "synth"
 HELP = "generate synthetic echocardiography (phantoms) in a public data set layout"
 DESCRIPTION = (
@@ -80,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-labels", action="store_true",
                         help="also write labels/NAME.npz with the per-frame label maps (uint8 [T,H,W]) "
                              "and ED/ES frames (echonet, dicom, folder)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_workers(parser, default=1, help="parallel worker processes")
+    add_quiet(parser, old=["--no-progress"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         breathing=args.breathing,
         noise=args.noise,
     ).validate()
-    with tqdm(total=args.n, desc=f"synth {args.format}", unit="item", disable=args.no_progress) as bar:
+    with tqdm(total=args.n, desc=f"synth {args.format}", unit="item", disable=args.quiet) as bar:
         summary = write_dataset(args.out, args.format, args.n, seed=args.seed, config=config,
                                 workers=max(1, args.workers), save_labels=args.save_labels,
                                 progress=bar.update)

@@ -3,7 +3,8 @@
 A ``Task`` turns raw sample labels into tensors (``fit`` then ``encode``), gives the
 loss of a batch, and evaluates a ``TaskModel`` on whole videos (``evaluate``), writing
 plots when given a folder. ``run_windows`` feeds every covering window of every video
-through the model, the common first step of all evaluations.
+through the model (``echofm.windows``, sampled as the model's input contract asks), the
+common first step of all evaluations.
 """
 
 from __future__ import annotations
@@ -17,22 +18,35 @@ from torch.utils.data import DataLoader
 
 from echofm.datasets.base import Sample
 from echofm.datasets.clips import VideoWindows, first_item
-from echofm.precision import autocast
+from echofm import windows
+from echofm.windows import Sampling
 from echofm.tasks.adapter import TaskModel, TaskSpec
 
 
 @dataclass
 class EvalOptions:
-    """How evaluation samples windows: frame ``period``, window ``stride`` (None = back to back),
-    at most ``max_windows`` per video, ``batch_size`` windows per forward pass."""
+    """How evaluation samples windows: ``frame_step`` (None: what the model's input contract
+    asks for each video's frame rate), ``window_step`` between window starts (None: back to
+    back), at most ``max_windows`` per video, ``batch_size`` windows per forward pass."""
 
-    period: int = 1
-    stride: Optional[int] = None
+    frame_step: Optional[int] = None
+    window_step: Optional[int] = None
     max_windows: Optional[int] = None
     batch_size: int = 8
     device: str = "cpu"
     precision: str = "fp32"
     num_workers: int = 0
+
+
+def saved_eval_options(model: TaskModel, **overrides) -> EvalOptions:
+    """The evaluation windows a fine-tuned model's run used (its task.json; runs saved before
+    the one vocabulary named them eval_stride / eval_max_windows), then ``overrides`` that
+    are not None. The frame step comes from the model's contract unless overridden."""
+    saved = getattr(model, "finetune_config", {}) or {}
+    values = {"window_step": saved.get("window_step", saved.get("eval_stride")),
+              "max_windows": saved.get("max_windows", saved.get("eval_max_windows"))}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return EvalOptions(**values)
 
 
 class Task:
@@ -70,19 +84,14 @@ def run_windows(model: TaskModel, samples: list[Sample], options: EvalOptions,
                 segmentation: bool = False) -> Iterator[tuple[Sample, dict, torch.Tensor]]:
     """Yield (sample, item, outputs) per video; outputs are the model's per-window outputs
     ``[W, ...]`` on the CPU in float32 (``item`` as made by ``VideoWindows``)."""
-    cfg = model.cfg
-    dataset = VideoWindows(samples, cfg.num_frames, cfg.img_size, options.period, options.stride,
-                           segmentation=segmentation, max_windows=options.max_windows)
+    sampling = Sampling(model.contract, options.frame_step, options.window_step, options.max_windows)
+    dataset = VideoWindows(samples, sampling, model.cfg.img_size, segmentation=segmentation)
     loader = DataLoader(dataset, batch_size=1, collate_fn=first_item, num_workers=options.num_workers)
     model.eval()
-    device = torch.device(options.device)
-    with torch.no_grad():
-        for item in loader:
-            outs = []
-            for chunk in item["clips"].split(options.batch_size):
-                with autocast(options.precision, device):
-                    outs.append(model(chunk.to(device)).float().cpu())
-            yield samples[item["index"]], item, torch.cat(outs)
+    for item in loader:
+        out = windows.run_windows(model, item["video"], item["indices"].numpy(), options.batch_size,
+                                  options.device, options.precision)
+        yield samples[item["index"]], item, out
 
 
 def plots_enabled(plots_dir: Optional[Path]) -> bool:

@@ -45,16 +45,18 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from echofm.datasets.base import DatasetIndex, Sample
+from echofm.contract import InputContract, untrained_contract
 from echofm.datasets.clips import ClipDataset
 from echofm.errors import EchoFMError
 from echofm.files import atomic_write
-from echofm.model.echofm import VideoEncoder
+from echofm.model.echofm import EchoFM, VideoEncoder
 from echofm.model.heads import POOLINGS
 from echofm.precision import autocast
 from echofm.tasks import get_task
 from echofm.tasks.adapter import MODES, SEG_HEADS, TaskModel, save_task_model
-from echofm.tasks.base import EvalOptions, run_windows
+from echofm.tasks.base import EvalOptions, run_windows, saved_eval_options
 from echofm.train import checkpoint as ckpt
+from echofm.windows import Sampling
 from echofm.train.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
                                       init_distributed, shutdown)
 
@@ -83,8 +85,9 @@ class FinetuneConfig:
     lr: base learning rate (None: per mode, see DEFAULT_LR); the applied rate is
         lr * global batch / 64. warmup_epochs: linear warm-up, then cosine decay to 0.
     device: cpu, cuda (under torchrun each rank takes cuda:LOCAL_RANK) or auto.
-    period: take every period-th frame of a video into a clip.
-    eval_stride / eval_max_windows: evaluation windows (None: back to back, all).
+    frame_step: take every Nth frame of a video into a clip (None: the step the --init
+        model's input contract asks for each video's frame rate; see ``echofm.contract``).
+    window_step / max_windows: evaluation windows (None: back to back, all).
     pooling: how a probe pools the tokens, mean or stats (per time step, then mean and
         standard deviation over time); None: stats for ef (a change over the cycle), mean
         for the other tasks.
@@ -106,14 +109,14 @@ class FinetuneConfig:
     warmup_epochs: float = 1.0
     label_fraction: float = 1.0
     seed: int = 0
-    period: int = 1
-    eval_stride: Optional[int] = None
-    eval_max_windows: Optional[int] = None
+    frame_step: Optional[int] = None
+    window_step: Optional[int] = None
+    max_windows: Optional[int] = None
     pooling: Optional[str] = None
     seg_head: Optional[str] = None
     seg_layers: Optional[list[int]] = None
     attentive_queries: int = 1
-    precision: str = "fp32"
+    precision: str = "auto"
     device: str = "cpu"
     num_workers: int = 0
     validate: bool = True
@@ -128,8 +131,12 @@ class FinetuneConfig:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.seg_head is not None and self.seg_head not in SEG_HEADS:
             raise ValueError(f"seg_head must be one of {', '.join(SEG_HEADS)}, got {self.seg_head!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.period < 1:
-            raise ValueError("epochs, batch_size and period must be at least 1")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        for name in ("frame_step", "window_step", "max_windows"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
 
     @property
     def resolved_pooling(self) -> str:
@@ -156,7 +163,7 @@ class FinetuneConfig:
         return base * self.batch_size * world_size / 64
 
     def eval_options(self) -> EvalOptions:
-        return EvalOptions(period=self.period, stride=self.eval_stride, max_windows=self.eval_max_windows,
+        return EvalOptions(frame_step=self.frame_step, window_step=self.window_step, max_windows=self.max_windows,
                            batch_size=self.batch_size, device=self.device, precision=self.precision,
                            num_workers=self.num_workers)
 
@@ -245,14 +252,30 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 
 # --- the run ---------------------------------------------------------------------------
 
-def _build_encoder(init) -> tuple[VideoEncoder, str]:
-    if isinstance(init, VideoEncoder):
+def _build_encoder(init) -> tuple[VideoEncoder, str, InputContract]:
+    """The encoder to adapt, its name, and the input contract it was trained with (an
+    ``EchoFM`` or a file: its own; a bare ``VideoEncoder``: every frame, no stated rate)."""
+    if isinstance(init, (VideoEncoder, EchoFM)):
         # A copy: adapting must not change the caller's encoder (full mode trains it,
         # the probes switch its gradients off), which may be adapted again.
-        return copy.deepcopy(init), "<VideoEncoder object>"
-    from echofm.model.weights import load_encoder
+        encoder = init if isinstance(init, VideoEncoder) else init.encoder
+        contract = getattr(init, "contract", None) or untrained_contract(encoder.cfg)
+        return copy.deepcopy(encoder), f"<{type(init).__name__} object>", contract
+    from echofm.model.weights import load_model
 
-    return load_encoder(init), str(init)
+    model = load_model(init, encoder_only=True, strict=True)
+    return model.encoder, str(init), model.contract
+
+
+def trained_contract(init: InputContract, frame_step: Optional[int], train: list) -> InputContract:
+    """The contract a fine-tuning trained with: the init model's, or, when ``frame_step``
+    overrides it or the init states no rate, the rate of the training videos (their
+    ``meta["fps"]``, median) divided by the step (None when they state none)."""
+    if frame_step is None and init.fps is not None:
+        return init
+    step = frame_step or init.frame_step
+    rates = [float(s.meta["fps"]) for s in train if s.meta.get("fps")]
+    return init.replace(fps=float(np.median(rates)) / step if rates else None, frame_step=step)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -400,13 +423,13 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
     val = usable_samples(task, data.split("val"), spec, "val") if config.validate else []
     if not train:
         raise EchoFMError(f"{data.root}: no usable training samples for task {config.task}")
-    encoder, init_name = _build_encoder(init)
-    model = TaskModel(encoder, spec, config.mode).to(device)
+    encoder, init_name, init_contract = _build_encoder(init)
+    model = TaskModel(encoder, spec, config.mode, trained_contract(init_contract, config.frame_step, train)).to(device)
     base_lr = config.base_lr(ctx.world_size)
     optimizer = torch.optim.AdamW(param_groups(model, base_lr, config.weight_decay, config.layer_decay),
                                   lr=base_lr, betas=(0.9, 0.999))
     cfg = model.cfg
-    train_set = ClipDataset(train, cfg.num_frames, cfg.img_size, config.period,
+    train_set = ClipDataset(train, Sampling(init_contract, config.frame_step), cfg.img_size,
                             encode_target=None if spec.kind == "segmentation" else functools.partial(task.encode, spec=spec),
                             segmentation=spec.kind == "segmentation", seed=config.seed)
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
@@ -554,9 +577,7 @@ def evaluate(model_dir: str | Path | TaskModel, data: DatasetIndex, split: str =
         raise EchoFMError(f"{data.root}: no usable samples in split {split!r} (found {data.counts()}; "
                           f"use --split all to evaluate every sample)")
     if options is None:
-        saved = getattr(model, "finetune_config", {}) or {}
-        options = EvalOptions(period=int(saved.get("period", 1)), stride=saved.get("eval_stride"),
-                              max_windows=saved.get("eval_max_windows"))
+        options = saved_eval_options(model)
     ctx = init_distributed(options.device)
     try:
         options = dataclasses.replace(options, device=str(ctx.device))

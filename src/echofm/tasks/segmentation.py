@@ -116,8 +116,7 @@ class SegmentationTask(Task):
             records.append(rec)
             if len(overlay_rows) < 2 * OVERLAY_VIDEOS and item["masks"]:
                 for f in sorted(item["masks"])[:2]:
-                    w, k = np.argwhere(item["indices"].numpy() == f)[0]
-                    image = item["clips"][w, :, k].mean(dim=0).numpy()
+                    image = item["video"][:, f].mean(dim=0).numpy()
                     overlay_rows.append((f"{sample.id} frame {f}", image, seg[f], item["masks"][f].numpy()))
         if not preds:
             raise ValueError("segmentation evaluation: none of the videos has a labelled frame")

@@ -1,0 +1,76 @@
+"""One flag name per concept on every command (walks every subcommand's parser)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from echofm.cli import build_parser
+
+# Where each concept applies: commands that cut videos into windows, run a model, show progress, fork workers.
+WINDOWED = {"pretrain", "finetune", "evaluate", "predict", "embed", "phase", "reconstruct", "diagnose"}
+PLACED = {"finetune", "evaluate", "predict", "embed", "diagnose"}  # several windows per video, placed
+RUN_MODEL = WINDOWED
+PROGRESS = {"synth", "prepare", "pretrain", "finetune", "predict", "embed", "diagnose"}
+WORKERS = {"synth", "prepare", "pretrain", "finetune"}
+EXPECTED = {"--frame-step": WINDOWED, "--window-step": PLACED, "--max-windows": PLACED, "--precision": RUN_MODEL,
+            "--device": RUN_MODEL, "--quiet": PROGRESS, "--workers": WORKERS}
+DEPRECATED = {"--frame-stride", "--period", "--stride", "--eval-stride", "--eval-max-windows", "--no-progress",
+              "--num-workers"}
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices
+
+
+def _visible(sub: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {name: a for a in sub._actions if a.help != argparse.SUPPRESS for name in a.option_strings}
+
+
+def test_canonical_names_where_the_concept_applies_and_no_visible_old_names():
+    commands = _commands()
+    assert WINDOWED | PROGRESS <= set(commands)
+    for name, sub in commands.items():
+        visible = _visible(sub)
+        for flag, where in EXPECTED.items():
+            if name in where:
+                assert flag in visible, f"echofm {name}: no {flag}"
+        shown_old = DEPRECATED & set(visible)
+        assert not shown_old, f"echofm {name}: deprecated names in --help: {shown_old}"
+        if "--precision" in visible:
+            assert tuple(visible["--precision"].choices) == ("auto", "fp32", "bf16"), name
+            assert visible["--precision"].default in ("auto", None), name  # None: pretrain's config (auto)
+        for action in sub._actions:
+            if action.dest != "help" and action.help != argparse.SUPPRESS:
+                assert (action.help or "").strip(), f"echofm {name}: {action.option_strings or action.dest} has no help"
+
+
+@pytest.mark.parametrize("argv, dest, value, new", [
+    (["finetune", "--task", "ef", "--data", "d", "--format", "echonet", "--init", "echofm-tiny", "--out", "o",
+      "--period", "2"], "frame_step", 2, "--frame-step"),
+    (["finetune", "--task", "ef", "--data", "d", "--format", "echonet", "--init", "echofm-tiny", "--out", "o",
+      "--eval-stride", "5", "--num-workers", "3", "--no-progress"], "window_step", 5, "--window-step"),
+    (["predict", "x", "--model", "m", "--out", "o", "--stride", "7"], "window_step", 7, "--window-step"),
+    (["embed", "x", "--model", "m", "--out", "o", "--stride", "3"], "frame_step", 3, "--frame-step"),
+    (["pretrain", "--out", "o", "--frame-stride", "1"], "frame_step", 1, "--frame-step"),
+    (["synth", "--out", "o", "--no-progress"], "quiet", True, "--quiet"),
+    (["evaluate", "--model", "m", "--out", "o", "--eval-max-windows", "2"], "max_windows", 2, "--max-windows"),
+])
+def test_old_names_still_work_and_warn(argv, dest, value, new, capsys):
+    args = build_parser().parse_args(argv)
+    assert getattr(args, dest) == value
+    err = capsys.readouterr().err
+    assert "is deprecated" in err and new in err
+
+
+def test_new_names_parse_and_unset_ones_default_to_the_contract():
+    parser = build_parser()
+    args = parser.parse_args(["finetune", "--task", "ef", "--data", "d", "--format", "echonet", "--init", "x",
+                              "--out", "o", "--eval-stride", "5", "--num-workers", "3", "--no-progress"])
+    assert (args.window_step, args.workers, args.quiet, args.frame_step) == (5, 3, True, None)
+    args = parser.parse_args(["predict", "x", "--model", "m", "--out", "o", "--frame-step", "2", "--window-step", "4"])
+    assert (args.frame_step, args.window_step, args.max_windows, args.precision) == (2, 4, None, "auto")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["embed", "x", "--model", "m", "--out", "o", "--frame-step", "0"])
