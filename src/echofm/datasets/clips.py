@@ -26,10 +26,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from echofm.datasets.base import Sample
+from echofm.labels import IGNORE
 from echofm.windows import (Sampling, WindowSpec, labelled_window, plan_windows, random_window, source_spec,
                             to_model_tensor, window_clip)
-
-IGNORE = 255
 
 
 def resize_labels(labels: np.ndarray, size: int) -> torch.Tensor:
