@@ -104,10 +104,14 @@ def test_info_and_convert_round_trip(pipeline, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["img_size"] == MODEL_SIZE and info["parameters"]["total"] > 0
     assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert info["contract"]["fps"] == pytest.approx(7.5) and info["contract"]["frame_step"] == 4
     assert main(["convert", str(pipeline / "pre" / "model"), "--to", "public", "--out", str(tmp_path / "pub.pth")]) == 0
     capsys.readouterr()
     assert main(["info", str(tmp_path / "pub.pth")]) == 0
-    assert json.loads(capsys.readouterr().out)["parameters"] == info["parameters"]
+    public = json.loads(capsys.readouterr().out)
+    assert public["parameters"] == info["parameters"]
+    # The public layout has no contract: it gets the public code's convention (every frame, unmasked).
+    assert public["contract"]["fps"] is None and public["contract"]["mask_sector"] is False
     assert main(["convert", str(tmp_path / "pub.pth"), "--out", str(tmp_path / "back")]) == 0
     a = load_model(pipeline / "pre" / "model").state_dict()
     b = load_model(tmp_path / "back").state_dict()

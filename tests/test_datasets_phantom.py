@@ -10,6 +10,7 @@ import pytest
 
 from echofm.datasets import DatasetError, phantom_task_dataset
 from echofm.datasets.clips import ClipDataset
+from echofm.windows import WindowSpec
 from echofm.datasets.phantom import phantom_label_maps, split_counts
 from echofm.labels import IGNORE
 from echofm.phantom import PhantomConfig, case_seed, generate_case
@@ -68,7 +69,7 @@ def test_dense_lv_only_labels_feed_the_clip_dataset():
     masks = s.load_masks(48, 48)
     assert sorted(masks) == list(range(CONFIG.num_frames))
     assert set(np.unique(np.stack(list(masks.values())))) == {0, 1}
-    item = ClipDataset(data.samples, num_frames=8, size=32, segmentation=True)[1]
+    item = ClipDataset(data.samples, WindowSpec(num_frames=8), size=32, segmentation=True)[1]
     assert item["clips"].shape == (3, 8, 32, 32) and item["masks"].shape == (8, 32, 32)
     assert not (item["masks"] == IGNORE).any()  # every frame labelled
     restored = pickle.loads(pickle.dumps(s))  # DataLoader workers need picklable loaders

@@ -24,6 +24,6 @@ def run(args) -> int:
         "parameters": {"total": count(model), "encoder": count(model.encoder),
                        "projector": count(model.projector), "decoder": count(model.decoder)},
         "missing_keys": report.missing, "unexpected_keys": report.unexpected,
-        "config": model.cfg.to_dict(),
+        "config": model.cfg.to_dict(), "contract": model.contract.to_dict(),
     }, indent=2))
     return 0

@@ -322,7 +322,7 @@ class _ReplayModel(torch.nn.Module):
 
     def __init__(self, model: TaskModel, outputs: list[torch.Tensor]):
         super().__init__()
-        self.cfg, self.spec, self.mode = model.cfg, model.spec, model.mode
+        self.cfg, self.spec, self.mode, self.contract = model.cfg, model.spec, model.mode, model.contract
         self.outputs = torch.cat(outputs) if outputs else torch.empty(0)
         self.position = 0
 
