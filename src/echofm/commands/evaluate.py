@@ -14,7 +14,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from echofm.datasets.registry import FORMATS
+    from echofm.choices import DATASET_FORMATS as FORMATS
 
     p.add_argument("--model", required=True, help="run directory of echofm finetune (holds task.json)")
     p.add_argument("--data", default=None, help="dataset folder or CSV (default: the one the run trained on)")

@@ -16,11 +16,11 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from echofm.datasets.registry import FORMATS
+    from echofm.choices import DATASET_FORMATS as FORMATS
+    from echofm.choices import DISEASE_SCHEMES as SCHEMES
+    from echofm.choices import POOLINGS, SEG_HEADS
+    from echofm.choices import TRAINING_MODES as MODES
     from echofm.tasks import TASKS
-    from echofm.model.heads import POOLINGS
-    from echofm.tasks.adapter import MODES, SEG_HEADS
-    from echofm.tasks.disease import SCHEMES
 
     p.add_argument("--task", required=True, choices=TASKS, help="what to learn")
     p.add_argument("--data", required=True, help="dataset folder (or the CSV file for --format csv)")

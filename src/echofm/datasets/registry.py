@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from echofm.choices import DATASET_FORMATS as FORMATS
 from echofm.datasets.base import DatasetError, DatasetIndex
 
-FORMATS = ("echonet", "camus", "tmed", "lvh", "pediatric", "csv")
 # Which label a task learns when --target is not given, where it differs from the task's own default.
 _DEFAULT_TARGETS = {("disease", "tmed"): "diagnosis", ("view", "csv"): "label", ("ef", "csv"): "label"}
 
