@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from echofm.errors import EchoFMError
     from echofm.tasks.adapter import load_task_model
     from echofm.tasks.base import EvalOptions
-    from echofm.commands.finetune import is_main_process
+    from echofm.train.distributed import is_main_process
     from echofm.tasks.engine import CONFIG, evaluate
 
     # Under torchrun the other ranks stay quiet unless something fails: rank 0 reports.

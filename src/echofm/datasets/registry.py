@@ -17,6 +17,12 @@ def default_target(task: str, fmt: str) -> Optional[str]:
     return _DEFAULT_TARGETS.get((task, fmt))
 
 
+def default_scheme(task: str, fmt: str) -> Optional[str]:
+    """The disease label scheme a format implies when none is given: TMED-2's AS grades
+    group as its 3 classes (``as3``); elsewhere None (the task's own default)."""
+    return "as3" if task == "disease" and fmt == "tmed" else None
+
+
 def read_dataset(fmt: str, root: str | Path, task: Optional[str] = None, target: Optional[str] = None,
                  strict: bool = False, preprocess: bool = True) -> DatasetIndex:
     """Index a dataset of format ``fmt`` for ``task`` (``ef``, ``view``, ``segment``, ``disease``).
