@@ -174,3 +174,17 @@ def test_options_have_help_and_quick_keeps_explicit_sizes():
     assert full.steps == demo.DemoConfig().steps
     with pytest.raises(ValueError, match="multiple of 16"):
         demo_command.build_config(parser.parse_args(["demo", "--size", "72"]))
+
+
+def test_deid_audit_counts_identifiers_in_text_files_only(tmp_path):
+    from echofm.experiments.deid_audit import count_identifiers, identifier_strings
+
+    truth = {"IMG00001": {"identifiers": {"PatientName": "DOE^JANEY", "PatientID": "PX123456"}}}
+    idents = identifier_strings(truth)
+    assert {"DOE^JANEY", "JANEY", "PX123456"} <= idents and "DOE" not in idents  # parts under 4 letters are too common
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "manifest.csv").write_text("id,source\nabc,IMG00001.dcm\n")
+    assert count_identifiers(tmp_path, idents) == 0
+    (tmp_path / "failures.csv").write_text("id,reason\nabc,cannot read JANEY's file PX123456\n")
+    (tmp_path / "clips" / "abc.npy").write_bytes(b"PX123456")  # arrays are not text a person reads
+    assert count_identifiers(tmp_path, idents) == 2
