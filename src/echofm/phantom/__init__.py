@@ -6,7 +6,7 @@ names are imported on first use (the generator loads numpy and OpenCV).
 """
 
 _PUBLIC = {
-    "Patient": "echofm.phantom.anatomy",
+    "Patient": "echofm.phantom.physiology",
     "PhantomConfig": "echofm.phantom.config",
     "PhantomCase": "echofm.phantom.case", "case_seed": "echofm.phantom.case", "generate_case": "echofm.phantom.case",
     "generate_cases": "echofm.phantom.case", "sample_patient": "echofm.phantom.case",

@@ -18,6 +18,7 @@ from echofm.io.clip import Clip
 from echofm.labels import STRUCTURES, VIEWS
 from echofm.phantom.config import PhantomConfig
 from echofm.phantom import anatomy as A
+from echofm.phantom import physiology as P
 from echofm.phantom import imaging as I
 
 
@@ -35,10 +36,10 @@ class PhantomCase:
     frames: np.ndarray
     labels: np.ndarray
     truth: dict
-    _patient: A.Patient = field(repr=False, default=None)
+    _patient: P.Patient = field(repr=False, default=None)
     _layout: A.ViewLayout = field(repr=False, default=None)
     _sector: I.Sector = field(repr=False, default=None)
-    _lv: A.LVGeometry = field(repr=False, default=None)
+    _lv: P.LVGeometry = field(repr=False, default=None)
     _pose: np.ndarray = field(repr=False, default=None)
 
     @property
@@ -94,7 +95,7 @@ def _draw(rng, lo_hi):
     return float(rng.uniform(lo, hi)) if hi > lo else float(lo)
 
 
-def sample_patient(rng: np.random.Generator, config: PhantomConfig) -> A.Patient:
+def sample_patient(rng: np.random.Generator, config: PhantomConfig) -> P.Patient:
     """A random heart within ``config``'s ranges, with its pathology."""
     lo, hi = config.ef
     if lo < 50.0 < hi:
@@ -114,7 +115,7 @@ def sample_patient(rng: np.random.Generator, config: PhantomConfig) -> A.Patient
     edv *= 1.25 if ar else 1.0                       # volume overload
     hr = _draw(rng, config.heart_rate)
     sys_frac = _draw(rng, config.systolic_fraction) + 0.0015 * (hr - 70.0)
-    return A.Patient(
+    return P.Patient(
         heart_rate=hr,
         rr_variability=float(config.rr_variability),
         irregular=bool(rng.random() < config.irregular_fraction),
@@ -163,7 +164,7 @@ def _pose_track(times: np.ndarray, config: PhantomConfig, rng: np.random.Generat
     return np.stack([rot, tx, ty], axis=1)
 
 
-def _material_coords(layout: A.ViewLayout, lv: A.LVGeometry, x: np.ndarray, y: np.ndarray):
+def _material_coords(layout: A.ViewLayout, lv: P.LVGeometry, x: np.ndarray, y: np.ndarray):
     """Where each heart-frame point ``[T, N]`` sat at end-diastole (approximately): the
     LV region is stretched back along and across its axis, fading to rigid far away."""
     col = lambda v: np.asarray(v, np.float32).reshape(-1, 1)
@@ -194,7 +195,7 @@ def case_seed(seed: int, index: int) -> int:
 
 
 def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Optional[str] = None,
-                  patient: Optional[A.Patient] = None) -> PhantomCase:
+                  patient: Optional[P.Patient] = None) -> PhantomCase:
     """Generate one clip and its exact ground truth; deterministic for ``seed``.
 
     ``view`` overrides the view drawn from ``config.views``; ``patient`` overrides the
@@ -213,9 +214,9 @@ def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Op
 
     T, fps, size = int(config.num_frames), float(config.fps), int(config.size)
     times = np.arange(T) / fps
-    beats = A.plan_beats(patient, T / fps, fps, rng)
-    state = A.cardiac_state(patient, beats, times)
-    lv = A.lv_geometry(patient, state["volume"])
+    beats = P.plan_beats(patient, T / fps, fps, rng)
+    state = P.cardiac_state(patient, beats, times)
+    lv = P.lv_geometry(patient, state["volume"])
     layout = A.sample_layout(view, patient, lv, rng)
     scanner = I.sample_scanner(layout.depth_mm, rng, noise_scale=config.noise)
     sector = I.make_sector(size, size, scanner)
@@ -254,7 +255,7 @@ def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Op
     labels = np.zeros((T, size, size), np.uint8)
     labels[:, rows, cols] = lab
 
-    ed_frames, es_frames = A.key_frames(beats, state["volume"], fps)
+    ed_frames, es_frames = P.key_frames(beats, state["volume"], fps)
     shown = [b for b in beats if b.start < T / fps and b.start + b.rr > 0]
     edv = float(np.mean([b.edv for b in shown]))
     esv = float(np.mean([b.esv for b in shown]))
