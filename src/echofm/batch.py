@@ -167,9 +167,11 @@ def _path_key(path: Path) -> str:
 
 # --- failure reasons without paths ---------------------------------------------------------
 
-# An absolute POSIX path (a slash not preceded by a word character, then path characters)
-# or a Windows drive path. Names with spaces are handled by the exact replacements first.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s/:'\"()\[\]{},;]+)+/?|\b[A-Za-z]:\\[^\s:'\"]*")
+# An absolute POSIX path: a slash not preceded by a word character (or a placeholder's ">"),
+# folders that may hold spaces (archive folders are often "NAME^FIRST 19610412") as long
+# as another slash follows, and a last part without spaces; or a Windows drive path.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~>-])(?:/[^/\n:'\"()\[\]{},;<>]+(?=/))*/[^\s/:'\"()\[\]{},;<>]+/?"
+                            r"|\b[A-Za-z]:\\[^\s:'\"]*")
 
 
 def scrub_paths(text: str, source: Optional[Source] = None, keep_paths: bool = False) -> str:

@@ -7,6 +7,8 @@ fields in `ALLOWED_META` ever leave this module, so no identifier can reach a Cl
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -57,8 +59,7 @@ def read_dicom(path: str | Path) -> Clip:
     size = path.stat().st_size
     preamble = has_dicom_magic(path)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with _pydicom_quiet() as caught:
             # Without the Part 10 preamble, try the raw data set (old archives store that).
             ds = pydicom.dcmread(path, force=not preamble)
     except (InvalidDicomError, EOFError) as exc:
@@ -83,8 +84,9 @@ def read_dicom(path: str | Path) -> Clip:
 
     expected_frames = int(ds.get("NumberOfFrames", 1) or 1)
     try:
-        decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
-        pixels, decoded = decoder.as_array(ds, as_rgb=False)
+        syntax = _transfer_syntax(ds)
+        decoder = get_decoder(syntax)
+        pixels, decoded = decoder.as_array(ds, as_rgb=False, transfer_syntax_uid=syntax)
     except Exception as exc:
         raise ClipReadError(path, f"pixel data cannot be decoded ({_short(exc)})") from exc
 
@@ -119,6 +121,34 @@ def read_dicom(path: str | Path) -> Clip:
         meta=meta,
         path=str(path),
     )
+
+
+@contextlib.contextmanager
+def _pydicom_quiet():
+    """Record pydicom's warnings instead of printing them, and mute its logger: they name
+    the file by its full path (archive paths carry patient names), and this reader says
+    what is wrong in its own words."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        logger.setLevel(level)
+
+
+def _transfer_syntax(ds):
+    """The file meta's transfer syntax; a data set stored without file meta is native,
+    in the encoding it was read with."""
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) is not None else None
+    if syntax:
+        return syntax
+    implicit, _ = getattr(ds, "original_encoding", (True, True))
+    return ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
 
 
 def _has_dicom_header(ds) -> bool:
@@ -183,7 +213,8 @@ def _encapsulated_extent(path: Path, size: int) -> Optional[tuple[int, int, int]
 
     try:
         with open(path, "rb") as fh:
-            header_ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+            with _pydicom_quiet():
+                header_ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
             frames = int(header_ds.get("NumberOfFrames", 1) or 1)
             start = fh.tell()  # pydicom leaves the file at the pixel data element
             header = fh.read(12)

@@ -31,7 +31,6 @@ from echofm.files import save_npy_atomic, write_json_atomic
 from echofm.io.registry import read_clip
 from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip
 
-__all__ = ["MANIFEST_COLUMNS", "Source", "in_shard", "parse_shard", "prepare", "prepare_one", "scan_sources"]
 
 MANIFEST_COLUMNS = (
     "id", "file", "frames", "fps", "height", "width", "spacing_row_mm", "spacing_col_mm",
