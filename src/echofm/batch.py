@@ -33,10 +33,15 @@ failures.csv, and make the exit status ``EXIT_FAILED`` unless failures are allow
 Reasons never carry an absolute path (archive paths hold patient names and dates):
 ``failure_reason`` strips them, and the input's path relative to its SRC appears only
 with ``keep_paths``. Inputs are validated (``scan_sources``) before anything is created.
+
+The module is longer than most (about 500 lines) because these pieces are one contract
+that every job shares: splitting inputs, IDs, records and tables apart would let them
+drift again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -339,6 +344,7 @@ class BatchJob:
         self.unit = unit
         self.expected_files = expected_files
         self.summary = BatchSummary(job=name, out=self.out, allow_failures=self.options.allow_failures)
+        self._bar = None
 
     # -- before the loop
 
@@ -388,8 +394,9 @@ class BatchJob:
     def progress_bar(self, total: int):
         from tqdm import tqdm
 
-        return tqdm(total=total, unit=self.unit, desc=self.name, file=sys.stderr, dynamic_ncols=True,
-                    smoothing=0.1, disable=not self.options.progress or total == 0)
+        self._bar = tqdm(total=total, unit=self.unit, desc=self.name, file=sys.stderr, dynamic_ncols=True,
+                         smoothing=0.1, disable=not self.options.progress or total == 0)
+        return self._bar
 
     # -- one input
 
@@ -416,7 +423,8 @@ class BatchJob:
         else:
             self.summary.failed += 1
             name = f" ({record['source']})" if record.get("source") else ""
-            log.warning("echofm %s: %s%s failed: %s", self.name, record["id"], name, record["reason"])
+            with self._above_the_bar():
+                log.warning("echofm %s: %s%s failed: %s", self.name, record["id"], name, record["reason"])
         return record
 
     # -- after the loop
@@ -456,6 +464,14 @@ class BatchJob:
         return s
 
     # -- helpers
+
+    def _above_the_bar(self):
+        """Log lines printed above a running progress bar instead of through it."""
+        if self._bar is None or self._bar.disable:
+            return contextlib.nullcontext()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        return logging_redirect_tqdm(loggers=[log])
 
     def _complete(self, record: dict) -> bool:
         files = self.expected_files(record)
