@@ -288,21 +288,22 @@ class BatchSummary:
 
 @dataclass
 class Pending:
-    """An input still to do: its source and resume key; ``id`` is hashed on first use
-    (so a worker process can compute it)."""
+    """An input still to do: its source and resume key. ``id`` is hashed on first use (so
+    a worker process can compute it) unless ``known_id`` gives it (e.g. a study job that
+    names a DICOM instance by its own rule)."""
 
     source: Source
     key: str
-    _id: Optional[str] = field(default=None, repr=False)
+    known_id: Optional[str] = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
-        if self._id is None:
+        if self.known_id is None:
             try:
-                self._id = input_id(self.source.path)
+                self.known_id = input_id(self.source.path)
             except OSError:
-                self._id = self.key  # unreadable bytes: the resume key names it instead
-        return self._id
+                self.known_id = self.key  # unreadable bytes: the resume key names it instead
+        return self.known_id
 
 
 def failure_record(item: Pending, exc: BaseException, keep_paths: bool = False) -> dict:
@@ -366,11 +367,13 @@ class BatchJob:
         _remove_temporaries(self.out)
         return self
 
-    def pending(self, sources: Iterable[Source]) -> list[Pending]:
-        """The inputs this run must do; counts the others as skipped (and failed before)."""
+    def pending(self, sources: Iterable[Source], key_of: Callable[[Source], str] = state_key) -> list[Pending]:
+        """The inputs this run must do; counts the others as skipped (and failed before).
+        ``key_of`` names an input's record (default: its path, size and modification time;
+        a job whose inputs are extracted afresh each run passes a key of its own)."""
         todo = []
         for source in sources:
-            key = state_key(source)
+            key = key_of(source)
             record = self._read(self.state / f"{key}.json")
             if record is not None and record.get("status") == "failed" and not self.options.retry_failed:
                 self.summary.skipped += 1
