@@ -215,6 +215,7 @@ def _prepare(cfg: DemoConfig, phantoms: Path, cache: Path, figures: Path, say) -
     import numpy as np
 
     from echofm.analysis.demo_figures import frames_figure
+    from echofm.batch import BatchOptions
     from echofm.datasets.base import read_csv_rows
     from echofm.datasets.phantom import read_phantom_truth
     from echofm.experiments.deid_audit import count_identifiers, identifier_strings
@@ -226,9 +227,10 @@ def _prepare(cfg: DemoConfig, phantoms: Path, cache: Path, figures: Path, say) -
     truths = {split: read_phantom_truth(phantoms / split) for split in SPLITS}
     leaks = 0
     for split in SPLITS:
+        # Paths kept: the manifest's source column joins each clip to its phantom's truth.
         result = prepare([phantoms / split], cache / split, PreprocessConfig(size=cfg.size), workers=cfg.workers,
-                         keep_paths=True)
-        say(f"prepared {result.prepared}, failed {result.failed}: {cache / split}")
+                         options=BatchOptions(keep_paths=True))
+        say(result.line())
         views: dict = {}
         for rec in truths[split].values():
             views[rec["view"]] = views.get(rec["view"], 0) + 1
