@@ -1,9 +1,12 @@
-"""Command-line options shared by the commands: one flag name per concept on every command.
+"""Command-line options shared by the commands: one flag name, one definition, one help text per concept.
 
 ``--frame-step`` (take every Nth frame), ``--window-step`` (frames between window starts),
-``--max-windows``, ``--precision``, ``--device``, ``--quiet``, ``--workers``. A command calls
-the ``add_*`` helper for each concept it has, passing the names it used before: those stay
+``--max-windows``, ``--precision``, ``--device``, ``--quiet``, ``--workers``: a command calls
+the ``add_*`` helper for each concept it has, passing the names it used before; those stay
 one release as hidden aliases that print a deprecation warning naming the new flag.
+Batch-job options (``--allow-failures``, ``--keep-paths``, ``--retry-failed``, ``--quiet``)
+map onto ``echofm.batch.BatchOptions``; ``report_batch`` prints a job's summary the same
+way for every command and returns its exit status.
 
 Light on purpose (argparse only): ``--help`` must not import torch.
 """
@@ -11,6 +14,7 @@ Light on purpose (argparse only): ``--help`` must not import torch.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Optional, Sequence
 
@@ -95,3 +99,35 @@ def add_workers(p: argparse.ArgumentParser, default: Optional[int], old: Sequenc
     """``--workers N``: worker processes (data loading or parallel jobs)."""
     p.add_argument("--workers", type=int, default=default, metavar="N", help=help or "worker processes")
     _aliases(p, old, "--workers", "workers", type=int)
+
+
+# --- batch jobs ---------------------------------------------------------------------------
+
+def add_batch_options(parser, *, retry: bool = True, old_quiet: Sequence[str] = ()) -> None:
+    """The options of every resumable batch job (prepare, embed, predict, diagnose, study)."""
+    parser.add_argument("--allow-failures", action="store_true",
+                        help="exit with status 0 even when some inputs failed (they are still listed in "
+                             "failures.csv); without it any failed input makes the exit status 1")
+    parser.add_argument("--keep-paths", action="store_true",
+                        help="write each input's path (relative to its SRC) in the index and failures.csv; "
+                             "off by default because archive paths often carry patient names and dates")
+    if retry:
+        parser.add_argument("--retry-failed", action="store_true",
+                            help="try inputs that failed in an earlier run into the same --out again")
+    add_quiet(parser, old=old_quiet)
+
+
+def batch_options(args):
+    """``BatchOptions`` from the parsed batch options."""
+    from echofm.batch import BatchOptions
+
+    return BatchOptions(allow_failures=args.allow_failures, keep_paths=args.keep_paths,
+                        retry_failed=getattr(args, "retry_failed", False), progress=not args.quiet)
+
+
+def report_batch(summary, extra: dict | None = None) -> int:
+    """Print the summary as JSON on stdout, then the human line (counts and where the
+    reasons are) as the last line on stderr; return the job's exit status."""
+    print(json.dumps({**summary.to_dict(), **(extra or {})}), flush=True)
+    print(summary.line(), file=sys.stderr, flush=True)
+    return summary.exit_status

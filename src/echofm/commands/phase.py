@@ -13,7 +13,8 @@ DESCRIPTION = (
     "Reads any echo source (DICOM, video, NIfTI, prepared clip...), masks the sector, and finds "
     "the cardiac cycle from the repetition of the motion in the pixels; ED/ES frames come from a "
     "cavity-size proxy. With --model, the cycle is also read from the model's per-time-step "
-    "embeddings. Writes a JSON result and a figure (cavity curve, self-similarity maps, ED/ES frames)."
+    "embeddings, of windows sampled as the model's input contract asks (the source's frame rate brought "
+    "to the one the model was trained at; --frame-step overrides). Writes a JSON result and a figure (cavity curve, self-similarity maps, ED/ES frames)."
 )
 
 
@@ -29,36 +30,21 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from echofm.analysis.figures import phase_figure
-    from echofm.analysis.phase import motion_self_similarity, phase_from_pixels
-    from echofm.files import write_text_atomic
-    from echofm.inference import embedding_phase, load_study
+    from echofm.analysis.study_phase import study_phase
 
-    src = Path(args.source)
-    out = Path(args.out or f"phase_{src.stem}")
-    out.mkdir(parents=True, exist_ok=True)
-    clip = load_study(src, args.size)
-    fps = clip.fps or args.fps
-    result = phase_from_pixels(clip.frames, fps)
-    payload = {"source": src.name, "frames": clip.num_frames, "fps": fps, "pixels": result.to_dict()}
-    emb_sim = None
+    model = None
     if args.model:
         from echofm.model import load_model
 
         model = load_model(args.model).eval().to(args.device)
-        model_clip = load_study(src, model.cfg.img_size) if model.cfg.img_size != args.size else clip
-        emb_result, emb_sim = embedding_phase(model, model_clip.frames, fps, args.frame_step, args.precision,
-                                              args.device, where=src.name)
-        payload["embeddings"] = emb_result.to_dict()
-    fig = phase_figure(clip.frames, result, motion_self_similarity(clip.frames), out / "phase.png",
-                       emb_sim, title=src.name)
-    payload["figure"] = fig.name
-    write_text_atomic(out / "phase.json", json.dumps(payload, indent=2))
+    out = Path(args.out or f"phase_{Path(args.source).stem}")
+    payload = study_phase(args.source, out, model, size=args.size, fps=args.fps, frame_step=args.frame_step,
+                          precision=args.precision, device=args.device)
     summary = {k: payload["pixels"][k] for k in ("cycle_frames", "heart_rate_bpm", "ed_frames", "es_frames")}
     if "embeddings" in payload:
         summary["embedding_cycle_frames"] = payload["embeddings"]["cycle_frames"]
         summary["embedding_heart_rate_bpm"] = payload["embeddings"]["heart_rate_bpm"]
         summary["frame_step"] = payload["embeddings"]["frame_step"]
     print(json.dumps(summary))
-    print(f"wrote {out / 'phase.json'} and {fig}")
+    print(f"wrote {out / 'phase.json'} and {out / payload['figure']}")
     return 0

@@ -78,7 +78,7 @@ class VideoFolder(Dataset):
     fps = None
 
     def __init__(self, root: Path, cfg: ModelConfig, seed: int, frame_step: int = 1):
-        from echofm.preprocess.prepare import scan_sources
+        from echofm.batch import scan_sources
 
         self.root, self.cfg, self.seed, self.epoch = root, cfg, seed, 0
         self.spec = WindowSpec(num_frames=cfg.num_frames, frame_step=frame_step)
