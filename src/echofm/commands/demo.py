@@ -19,7 +19,7 @@ SIZE_HELP = {
     "clips": "training phantom cines: pretraining data and the probes' training set",
     "test_clips": "held-out phantom cines (other seeds) the probes are scored on",
     "frames": "frames per phantom cine",
-    "fps": "phantom frame rate; the real cine is read at the frame stride closest to it",
+    "fps": "phantom frame rate; the model records it, so the real cine is read at the frame step closest to it",
     "phantom_size": "side of the phantom ultrasound image in the DICOMs, pixels",
     "size": "prepared clip and model input side, pixels (a multiple of 16)",
     "steps": "pretraining steps",
