@@ -175,7 +175,7 @@ def test_embed_shapes_resume_and_failures(pipeline, tmp_path, capsys):
     assert "--stride is deprecated" in capsys.readouterr().err
     # A frame step given by hand overrides the contract: every frame, 3 windows of 16.
     assert main(["embed", str(inputs), "--model", str(pipeline / "pre" / "model"), "--out", str(tmp_path / "e1"),
-                 "--frame-step", "1", "--quiet"]) == 0
+                 "--frame-step", "1", "--quiet", "--allow-failures"]) == 0  # corrupt.avi still fails
     assert [r["windows"] for r in _rows(tmp_path / "e1" / "index.csv")] == ["3"] * 3
 
 
