@@ -36,7 +36,7 @@ def native_bf16(device: str | torch.device, hardware: Hardware | None = None) ->
     if dev.type == "cpu":
         if hw.cpu_bf16:
             which = [f for f in ("avx512_bf16", "amx_bf16") if f in hw.cpu_flags]
-            return True, f"the CPU has {' and '.join(which).upper()}"
+            return True, f"the CPU has {' and '.join(f.upper() for f in which)}"
         return False, ("the CPU has neither AVX512_BF16 nor AMX, so bf16 is emulated "
                        "(about 100x slower than fp32)")
     return False, f"bf16 is not known to be native on {dev.type} devices"
