@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,9 +164,13 @@ def quantize_int8(source: Path, target: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = target.with_name(target.name + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its advice to run a pre-processing pass first
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it logs advice to run a shape-inference pass first; not needed here
+    try:
         quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
     require("onnx").checker.check_model(str(tmp))
     tmp.replace(target)
     return target
@@ -268,3 +273,20 @@ class OnnxModel:
     @property
     def has_tokens(self) -> bool:
         return "tokens" in self.output_names
+
+
+def export_source(source: str | Path, out_dir: str | Path, quantize: Optional[str] = None,
+                  tokens: bool = False, opset: int = OPSET) -> ExportResult:
+    """Export what ``source`` names: a fine-tuned run folder (task.json) exports the task
+    model with its head; anything ``load_model`` reads (preset, echofm model, public
+    checkpoint) exports the encoder with the projector."""
+    from echofm.tasks.adapter import TASK_FILE, load_task_model
+
+    path = Path(str(source))
+    if path.is_dir() and (path / TASK_FILE).is_file():
+        model = load_task_model(path)
+    else:
+        from echofm.model import load_model
+
+        model = load_model(source)
+    return export_onnx(model.eval(), out_dir, quantize=quantize, tokens=tokens, opset=opset)
