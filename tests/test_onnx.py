@@ -173,3 +173,71 @@ def test_export_command_writes_an_encoder_that_embeds_like_torch(tmp_path, clips
     assert got.tokens is None
     assert cosine(want.frames, got.frames) >= 0.999
     assert load_model(tmp_path / "model").cfg == onnx_model.cfg
+
+
+@pytest.fixture(scope="module")
+def study_folder(tmp_path_factory):
+    from echofm.phantom import PhantomConfig, generate_case
+    from echofm.phantom.export import write_video
+
+    root = tmp_path_factory.mktemp("onnx_studies")
+    case = generate_case(3, PhantomConfig(size=64, num_frames=20, views=("A4C",)))
+    write_video(root / "phantom.mp4", case.frames, case.fps, "libx264")
+    return root
+
+
+def test_embed_backend_onnx_writes_what_torch_writes(tmp_path, study_folder, capsys):
+    import numpy as np
+
+    from echofm.cli import main
+    from echofm.model import save_model
+
+    torch.manual_seed(0)
+    save_model(EchoFM(CFG), tmp_path / "model")
+    assert main(["export", str(tmp_path / "model"), "--out", str(tmp_path / "onnx"), "--quantize", "int8"]) == 0
+    runs = {"torch": ["--model", str(tmp_path / "model")],
+            "onnx": ["--model", str(tmp_path / "onnx"), "--backend", "onnx"],
+            "int8": ["--model", str(tmp_path / "onnx" / INT8_FILE), "--backend", "onnx"]}
+    videos = {}
+    for name, flags in runs.items():
+        out = tmp_path / f"embedded_{name}"
+        assert main(["embed", str(study_folder), "--out", str(out), "--quiet", "--precision", "fp32", *flags]) == 0
+        (video,) = sorted(out.glob("*_video.npy"))
+        (frames,) = sorted(out.glob("*_frames.npy"))
+        videos[name] = (torch.from_numpy(np.load(video)), torch.from_numpy(np.load(frames)))
+    ref_video, ref_frames = videos["torch"]
+    for name in ("onnx", "int8"):
+        video, frames = videos[name]
+        assert frames.shape == ref_frames.shape
+        bar = 0.999 if name == "onnx" else 0.99
+        assert cosine(ref_video[None], video[None]) >= bar and cosine(ref_frames.flatten(0, 1), frames.flatten(0, 1)) >= bar
+    # A folder embedded by torch is not resumed with another backend's model.
+    capsys.readouterr()
+    assert main(["embed", str(study_folder), "--out", str(tmp_path / "embedded_torch"), "--quiet", "--precision",
+                 "fp32", *runs["onnx"]]) == 2
+    assert "different model or settings" in capsys.readouterr().err
+    with pytest.raises(EchoFMError, match="--tokens"):
+        from echofm.embed import EmbedConfig, embed_studies
+
+        embed_studies([study_folder], tmp_path / "onnx", tmp_path / "tok", EmbedConfig(tokens=True, backend="onnx"))
+
+
+def test_predict_backend_onnx_gives_the_torch_prediction(tmp_path, study_folder):
+    from echofm.cli import main
+    from echofm.tasks.adapter import save_task_model
+
+    torch.manual_seed(0)
+    spec = TaskSpec(task="view", kind="multiclass", classes=["A4C", "A2C", "PLAX"])
+    save_task_model(TaskModel(VideoEncoder(CFG), spec, "linear").eval(), tmp_path / "run")
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "onnx")]) == 0
+    records = {}
+    for name, flags in {"torch": ["--model", str(tmp_path / "run")],
+                        "onnx": ["--model", str(tmp_path / "onnx"), "--backend", "onnx"]}.items():
+        out = tmp_path / f"predicted_{name}"
+        assert main(["predict", str(study_folder), "--out", str(out), "--quiet", "--precision", "fp32", *flags]) == 0
+        (path,) = out.glob("*.json")
+        records[name] = json.loads(path.read_text())
+    want, got = records["torch"]["prediction"], records["onnx"]["prediction"]
+    assert got["label"] == want["label"] and records["onnx"]["windows"] == records["torch"]["windows"]
+    for cls in spec.classes:
+        assert got["probabilities"][cls] == pytest.approx(want["probabilities"][cls], abs=1e-4)

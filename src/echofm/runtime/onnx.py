@@ -270,6 +270,16 @@ class OnnxModel:
         out = self.run(clips)
         return Embedding(tokens=out.get("tokens"), frames=out["frames"], video=out["video"])
 
+    def fingerprint(self) -> str:
+        """BLAKE2b-128 of the .onnx file: another file, another model."""
+        import hashlib
+
+        digest = hashlib.blake2b(digest_size=16)
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
     @property
     def has_tokens(self) -> bool:
         return "tokens" in self.output_names
