@@ -50,9 +50,10 @@ def embed_studies(sources: Sequence[str | Path], model, out_dir: str | Path,
     those whose files are gone, or that lack tokens now asked for); a folder embedded by
     another model, stride or precision is refused."""
     from echofm.inference import embed_frames, load_study
-    from echofm.runtime import load_inference_model
+    from echofm.runtime import configure_threads, load_inference_model
 
     config = config or EmbedConfig()
+    configure_threads()
     found = scan_sources(sources)  # before anything is created: a missing input leaves no folder
     if isinstance(model, (str, Path)):
         model = load_inference_model(model, config.backend, "encoder", config.device)

@@ -276,9 +276,10 @@ def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path
     batch carries on; the summary's exit status says so). A re-run skips inputs whose
     outputs exist; a folder written by another model or settings is refused.
     """
-    from echofm.runtime import load_inference_model
+    from echofm.runtime import configure_threads, load_inference_model
 
     config = config or PredictConfig()
+    configure_threads()
     found = scan_sources(sources)  # before anything is created: a missing input leaves no folder
     run_name = None
     if isinstance(model, (str, Path)):
