@@ -260,7 +260,7 @@ def read_checkpoint(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         layout, args = "public-state-dict", {}
     public = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
     if any(k.startswith(("encoder.", "projector.", "decoder.")) for k in public):
-        raise EchoFMError(f"{path}: holds echofm-layout weights; save them with model.save() instead")
+        raise EchoFMError(f"{path}: holds echofm-layout weights; save them with echofm.save_model() instead")
     state, unmapped = from_public_state_dict(public)
     if unmapped:
         raise EchoFMError(f"{path}: unexpected keys in the public checkpoint: {', '.join(sorted(unmapped))}")
@@ -308,7 +308,7 @@ def load_model(source: str | os.PathLike, *, strict: bool = True, encoder_only: 
     """Build an EchoFM model from a preset name, our saved model, or a public checkpoint.
 
     source: ``"echofm-tiny"`` (random init), a directory or ``.safetensors`` written by
-    ``model.save``, or a public EchoFM ``.pth`` in its trainer or release layout.
+    ``save_model``, or a public EchoFM ``.pth`` in its trainer or release layout.
     encoder_only: require only the encoder's weights (projector/decoder keep their init).
     The returned model has ``load_report`` (missing/unexpected keys) attached.
     """
