@@ -43,7 +43,9 @@ def report_batch(summary, extra: dict | None = None) -> int:
 
 def add_backend_option(parser) -> None:
     """``--backend``: the engine that runs the model (torch, or ONNX Runtime on an export)."""
-    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+    from echofm.choices import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch, or onnx: ONNX Runtime on a folder written by `echofm export --format onnx` "
                              "(give that folder as --model; its model.int8.onnx for the int8 copy); needs the "
                              "onnx extra")

@@ -17,10 +17,12 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
+    from echofm.choices import EXPORT_FORMATS, QUANTIZATIONS
+
     p.add_argument("model", metavar="MODEL", help="fine-tuned run folder, preset, echofm model folder or public .pth")
-    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="export format")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--quantize", choices=["int8"], default=None,
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                    help="also write model.int8.onnx: int8 weights, activations quantised per call (dynamic)")
     p.add_argument("--tokens", action="store_true", help="encoder: also output the token embeddings [N, T*L, D]")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version")

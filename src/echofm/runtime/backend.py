@@ -9,9 +9,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from echofm.choices import BACKENDS
 from echofm.errors import EchoFMError
-
-BACKENDS = ("torch", "onnx")
 
 
 def onnx_available() -> bool:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from echofm.choices import QUANTIZATIONS as QUANTIZE_CHOICES
 from echofm.config import ModelConfig
 from echofm.errors import EchoFMError
 
@@ -35,7 +36,6 @@ SIDECAR = "onnx.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 OPSET = 17
-QUANTIZE_CHOICES = ("int8",)
 INPUT_NAME = "clips"
 
 
