@@ -1,7 +1,8 @@
 """Synthetic echocardiography with exact ground truth (the embedded default data).
 
 ``generate_case(seed, config)`` makes one clip (uint8 ``[T, H, W]`` frames and label maps)
-with its truth; ``export.write_dataset`` lays many out as a public data set would.
+with its truth; ``export.write_dataset`` lays many out as a public data set would;
+``export.write_study`` writes one patient's exam (several views of one heart) as DICOM.
 """
 
 from echofm.phantom.anatomy import AS_SEVERITIES, LABELS, VIEWS, Patient
@@ -9,12 +10,12 @@ from echofm.phantom.case import (PhantomCase, PhantomConfig, case_seed, generate
                                  sample_patient)
 
 __all__ = ["AS_SEVERITIES", "LABELS", "VIEWS", "Patient", "PhantomCase", "PhantomConfig", "case_seed",
-           "generate_case", "generate_cases", "sample_patient", "FORMATS", "write_dataset"]
+           "generate_case", "generate_cases", "sample_patient", "FORMATS", "write_dataset", "write_study"]
 
 
 def __getattr__(name):
     # The exporters pull in video/NIfTI/DICOM writers; import them only when asked.
-    if name in ("FORMATS", "write_dataset"):
+    if name in ("FORMATS", "write_dataset", "write_study"):
         from echofm.phantom import export
         return getattr(export, name)
     raise AttributeError(name)
