@@ -208,7 +208,7 @@ class PhantomBundleConfig:
     """How ``phantom_bundle`` trains: ``clips_per_view`` phantom clips of ``size`` px and
     ``frames`` frames at ``fps`` for each view; an encoder of ``encoder`` (a ModelConfig
     preset name or dict of fields; random init) or ``init`` (a saved encoder) adapted with
-    probes for ``epochs`` epochs."""
+    linear probes (base LR ``lr``) for ``epochs`` epochs."""
 
     clips_per_view: int = 48
     size: int = 112
@@ -219,6 +219,7 @@ class PhantomBundleConfig:
                                                        decoder_depth=1, decoder_num_heads=2, pred_t_dim=4))
     init: Optional[str] = None
     period: int = 2
+    lr: Optional[float] = 0.1
     epochs: int = 12
     seg_epochs: int = 12
     batch_size: int = 8
@@ -307,14 +308,14 @@ def phantom_bundle(out: str | Path, config: Optional[PhantomBundleConfig] = None
                   validate=False)
     jobs = {
         "view": (PhantomConfig(views=("A4C", "A2C", "PLAX", "PSAX"), **base), {},
-                 FinetuneConfig(task="view", mode="attentive", epochs=config.epochs, **common)),
+                 FinetuneConfig(task="view", mode="linear", epochs=config.epochs, lr=config.lr, **common)),
         "segment": (PhantomConfig(views=("A4C", "A2C"), **base), dict(structures="lv"),
                     FinetuneConfig(task="segment", mode="linear", epochs=config.seg_epochs, **common)),
         "ef": (PhantomConfig(views=("A4C", "A2C"), **base), {},
-               FinetuneConfig(task="ef", mode="linear", epochs=config.epochs, **common)),
+               FinetuneConfig(task="ef", mode="linear", epochs=config.epochs, lr=config.lr, **common)),
         "disease": (PhantomConfig(views=("PLAX", "PSAX"), as_fraction=0.5, **base), {},
-                    FinetuneConfig(task="disease", mode="attentive", target="as_severity", labels="as4",
-                                   epochs=config.epochs, **common)),
+                    FinetuneConfig(task="disease", mode="linear", target="as_severity", labels="as4",
+                                   epochs=config.epochs, lr=config.lr, **common)),
     }
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="echofm-bundle-") as tmp:
