@@ -23,6 +23,7 @@ import numpy as np
 
 from echofm.errors import EchoFMError
 from echofm.files import write_json_atomic
+from echofm.labels import LV_CAVITY, STRUCTURES, VIEWS
 
 BUNDLE_FORMAT = "echofm-bundle/1"
 MANIFEST = "bundle.json"
@@ -53,7 +54,7 @@ def _check_role(role: str, model, run: Path) -> None:
     want = ROLE_TASK[role]
     if spec.task != want:
         raise EchoFMError(f"{run}: is a {spec.task!r} model; --{role} needs a {want!r} model")
-    if role == "segment" and (len(spec.classes) < 2 or "lv" not in spec.classes[1].lower()):
+    if role == "segment" and (len(spec.classes) <= LV_CAVITY or spec.classes[LV_CAVITY] != STRUCTURES[LV_CAVITY]):
         raise EchoFMError(f"{run}: segmentation classes {spec.classes} have no LV cavity as class 1")
     if role == "ef" and spec.kind != "regression":
         raise EchoFMError(f"{run}: --ef needs a regression model, got {spec.kind}")
@@ -307,7 +308,7 @@ def phantom_bundle(out: str | Path, config: Optional[PhantomBundleConfig] = None
     common = dict(batch_size=config.batch_size, period=config.period, seed=config.seed, progress=config.progress,
                   validate=False)
     jobs = {
-        "view": (PhantomConfig(views=("A4C", "A2C", "PLAX", "PSAX"), **base), {},
+        "view": (PhantomConfig(views=VIEWS, **base), {},
                  FinetuneConfig(task="view", mode="linear", epochs=config.epochs, lr=config.lr, **common)),
         "segment": (PhantomConfig(views=("A4C", "A2C"), **base), dict(structures="lv"),
                     FinetuneConfig(task="segment", mode="linear", epochs=config.seg_epochs, **common)),

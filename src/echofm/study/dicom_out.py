@@ -40,14 +40,19 @@ def _algorithm(name: str = ALGORITHM_NAME):
 
 
 def write_lv_seg(path: str | Path, source: Dataset, masks: np.ndarray, series_uid: str, series_number: int,
-                 label: str = "LV cavity", model_name: str = ALGORITHM_NAME) -> Path:
+                 label: Optional[str] = None, model_name: str = ALGORITHM_NAME) -> Path:
     """A binary SEG of ``masks`` (bool [T, Rows, Columns] in the source's pixel grid, one per
     source frame) referring to ``source`` (a header from ``deid.reference_header``).
 
-    Frames with no LV are omitted. Returns ``path``.
+    Frames with no LV are omitted; ``label`` defaults to the LV cavity's title in
+    ``echofm.labels``. Returns ``path``.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
+
+    from echofm.labels import LV_CAVITY, STRUCTURE_TITLES
+
+    label = label or STRUCTURE_TITLES[LV_CAVITY]
 
     masks = np.asarray(masks, dtype=bool)
     T = int(source.get("NumberOfFrames", 1) or 1)

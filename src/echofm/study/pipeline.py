@@ -26,6 +26,7 @@ import numpy as np
 
 from echofm.errors import EchoFMError
 from echofm.files import write_json_atomic
+from echofm.labels import LV_CAVITY
 from echofm.study.bundle import Bundle, load_bundle
 from echofm.study.scan import Instance, Inventory, scan, study_id
 
@@ -169,7 +170,7 @@ def analyse_clip(instance: Instance, bundle: Bundle, clip_dir: Path, config: Stu
             seg_clip = _preprocessed(raw, model.cfg.img_size, cache)
         with timer("segment"):
             result = predict_frames(model, seg_clip.frames, seg_clip.fps, predict, seg_clip.pixel_spacing)
-            lv_masks = result.masks == 1
+            lv_masks = result.masks == LV_CAVITY
             record["lv"] = lv_beats(lv_masks, phase.cycle_frames, seg_clip.pixel_spacing)
         with timer("write"):
             files["area_curve"] = _area_plot(clip_dir / "lv_area.png", record["lv"])
