@@ -14,6 +14,7 @@ Thickness a cine lacks, so they are left out).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -91,8 +92,11 @@ def write_lv_seg(path: str | Path, source: Dataset, masks: np.ndarray, series_ui
     del seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence
     for item in seg.PerFrameFunctionalGroupsSequence:
         segment = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        ref = item.DerivationImageSequence[0].SourceImageSequence[0]
+        derivation = item.DerivationImageSequence[0]
+        # highdicom shares one source item between frames: each frame gets its own copy.
+        ref = copy.deepcopy(derivation.SourceImageSequence[0])
         ref.ReferencedFrameNumber = frames[segment - 1] + 1
+        derivation.SourceImageSequence = [ref]
     seg.save_as(path, enforce_file_format=True)
     return Path(path)
 

@@ -350,7 +350,9 @@ def run_study(src: str | Path, bundle: Bundle | str | Path, out: str | Path,
             # RuntimeError: a decoder or torch failing on one odd input must not end the study.
             run.failed += 1
             log.warning("study: %s failed: %s", inst.relative, exc)
-            write_json_atomic(marker, {"status": "failed", "file": inst.relative, "reason": str(exc)})
+            # The reason must not carry the path (it may name the patient): the file name used instead.
+            reason = str(exc).replace(str(inst.path), inst.relative)
+            write_json_atomic(marker, {"status": "failed", "file": inst.relative, "reason": reason})
             continue
         record.update(study_id=sid, series_number=inst.series_number,
                       sop_instance_uid=uids(inst.sop_uid) if uids else inst.sop_uid)
@@ -381,7 +383,8 @@ def _finish(run: StudyRun, inventory: Inventory, bundle: Bundle, config: StudyCo
         if entry.get("status") == "done":
             records.append(entry["record"])
         elif entry.get("status") == "failed":
-            failures.append({"file": _file_name(entry["file"], config), "reason": entry["reason"]})
+            name = _file_name(entry["file"], config)
+            failures.append({"file": name, "reason": entry["reason"].replace(entry["file"], name)})
     run.failed = len(failures)
     studies = []
     for study_uid, series in inventory.studies.items():
