@@ -187,7 +187,7 @@ def test_rerun_skips_done_clips(study_out, study_dir, bundle_dir, capsys):
     before = json.loads((study_out / "study.json").read_text())
     assert main(["study", str(study_dir), "--bundle", str(bundle_dir), "--out", str(study_out), "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["analysed"] == 0 and report["already_done"] == 4
+    assert report["done"] == 0 and report["skipped"] == 4 and report["failed"] == 0
     after = json.loads((study_out / "study.json").read_text())
     assert after["studies"][0]["measurements"] == before["studies"][0]["measurements"]
 
@@ -223,7 +223,7 @@ def test_messy_folder_loses_no_good_clip(tmp_path, study_dir, bundle_dir, lossle
     assert kinds["other/notes.txt"] == "not_dicom"
     assert kinds["other/still.dcm"] == "single_frame"
     [failure] = summary["failed"]
-    assert failure["file"] == "other/cut.dcm" and "pixel data" in failure["reason"]
+    assert failure["source"] == "other/cut.dcm" and "truncated" in failure["reason"]
     assert str(src) not in (out / "study.json").read_text()
     # Without --keep-paths files are named by a hash, and no reason names the path.
     out2 = tmp_path / "out2"

@@ -15,10 +15,12 @@ DESCRIPTION = (
     "confidence. Writes OUT/study.json, OUT/report.html, OUT/clips/<id>/ (first frame, overlay GIF, LV area "
     "curve), OUT/dicom/<study>/SEG_<id>.dcm and SR.dcm, failures.csv and not_analysed.csv. Single frames, other "
     "modalities and non-DICOM files are listed and skipped. A rerun skips clips already done. Exit status 1 when "
-    "a clip failed (unless --allow-failures).")
+    "a clip failed (unless --allow-failures), 2 when the command itself failed.")
 
 
 def add_arguments(p) -> None:
+    from echofm.commands._options import add_batch_options
+
     p.add_argument("source", metavar="SRC", help="study export: folder, DICOMDIR, ZIP archive or one DICOM file")
     p.add_argument("--bundle", required=True, metavar="B",
                    help="model bundle folder (echofm bundle create / echofm bundle phantom)")
@@ -29,28 +31,20 @@ def add_arguments(p) -> None:
                         "PACS needs to file them)")
     p.add_argument("--no-dicom", action="store_true", help="do not write the DICOM SEG and SR")
     p.add_argument("--no-overlay", action="store_true", help="do not write the overlay GIF of each segmented cine")
-    p.add_argument("--keep-paths", action="store_true",
-                   help="name skipped and failed files by their path under SRC in the outputs; off by default "
-                        "because export folders may carry patient names (files are named by a hash instead)")
-    p.add_argument("--allow-failures", action="store_true",
-                   help="exit with status 0 even when some clips failed (they are listed in failures.csv)")
-    p.add_argument("--retry-failed", action="store_true", help="try clips that failed in an earlier run again")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_options(p)
 
 
 def run(args) -> int:
+    from echofm.commands._options import batch_options, report_batch
     from echofm.study import StudyConfig, run_study
 
     config = StudyConfig(device=args.device, precision=args.precision, deidentify=args.deidentify,
-                         allow_failures=args.allow_failures, retry_failed=args.retry_failed,
-                         dicom=not args.no_dicom, overlay=not args.no_overlay, keep_paths=args.keep_paths,
-                         progress=not args.quiet)
-    result = run_study(args.source, args.bundle, args.out, config)
-    print(json.dumps({"out": str(result.out), "analysed": result.analysed, "already_done": result.skipped_done,
-                      "failed": result.failed, "not_analysed": result.listed,
-                      "studies": [{"study_id": s["study_id"], "clips": s["clips_analysed"],
-                                   **{k: v["value"] for k, v in s["measurements"].items()
-                                      if isinstance(v, dict) and "value" in v}} for s in result.studies]}))
-    return 0 if args.allow_failures else result.exit_status
+                         dicom=not args.no_dicom, overlay=not args.no_overlay)
+    result = run_study(args.source, args.bundle, args.out, config, batch_options(args))
+    studies = [{"study_id": s["study_id"], "clips": s["clips_analysed"],
+                **{k: v["value"] for k, v in s["measurements"].items() if isinstance(v, dict) and "value" in v}}
+               for s in result.studies]
+    return report_batch(result.batch, {"not_analysed": result.listed, "study_json": str(result.out / "study.json"),
+                                       "report": str(result.out / "report.html"), "studies": studies})

@@ -13,17 +13,16 @@ clips already done (their records stay in ``OUT/.state``).
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from echofm.batch import BatchJob, BatchOptions, BatchSummary, Source
 from echofm.errors import EchoFMError
 from echofm.files import write_json_atomic
 from echofm.labels import LV_CAVITY
@@ -35,7 +34,6 @@ log = logging.getLogger("echofm.study")
 APICAL = ("A4C", "A2C", "A3C", "A5C")
 PARASTERNAL = ("PLAX", "PSAX")
 STAGES = ("read", "preprocess", "view", "segment", "ef", "disease", "phase", "write")
-STATE_DIR = ".state"
 
 
 @dataclass
@@ -43,40 +41,34 @@ class StudyConfig:
     """How a study is run.
 
     device / precision: where and how the models run. deidentify: outputs get the
-    patient module replaced and UIDs remapped (PS3.15 basic profile). allow_failures: a
-    failed clip does not make the exit status non-zero. retry_failed: redo clips that
-    failed before. dicom: write SEG and SR. overlay: write an overlay GIF per analysed
-    cine. keep_paths: name files by their path under SRC in study.json, the report and
-    the CSV lists (off by default: export folders often carry patient names; files are
-    then named by a hash of their path). progress: a progress bar over clips.
+    patient module replaced and UIDs remapped (PS3.15 basic profile). dicom: write SEG
+    and SR. overlay: write an overlay GIF per analysed cine. How the batch runs (failures
+    allowed, paths kept, retries, progress) is ``batch.BatchOptions``; without
+    keep_paths files are named by their ``batch.input_id`` only (export folders often
+    carry patient names).
     """
 
     device: str = "cpu"
     precision: str = "fp32"
     deidentify: bool = False
-    allow_failures: bool = False
-    retry_failed: bool = False
     dicom: bool = True
     overlay: bool = True
-    keep_paths: bool = False
-    progress: bool = True
 
 
 @dataclass
 class StudyRun:
-    """What ``run_study`` did: counts, where the outputs are, and seconds per stage."""
+    """What ``run_study`` did: the batch summary (counts, failures, exit status), the
+    files not analysed, the studies' results and seconds per stage."""
 
     out: Path
-    analysed: int = 0
-    skipped_done: int = 0
-    failed: int = 0
+    batch: "BatchSummary"
     listed: int = 0
     studies: list[dict] = field(default_factory=list)
     stage_seconds: dict = field(default_factory=dict)
 
     @property
     def exit_status(self) -> int:
-        return 1 if self.failed else 0
+        return self.batch.exit_status
 
 
 class _Timer:
@@ -130,9 +122,10 @@ def _preprocessed(raw, size: int, cache: dict):
     return cache[size]
 
 
-def analyse_clip(instance: Instance, bundle: Bundle, clip_dir: Path, config: StudyConfig, timer,
+def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Path, config: StudyConfig, timer,
                  dicom_dir: Optional[Path] = None, header=None) -> dict:
-    """One cine through the bundle: its JSON-ready record (files written into ``clip_dir``)."""
+    """One cine through the bundle: its JSON-ready record (files written into ``clip_dir``;
+    ``clip_id`` names the clip, ``timer(stage)`` times each stage)."""
     from echofm.analysis.phase import phase_from_pixels
     from echofm.io import read_clip
     from echofm.predict import PredictConfig, predict_frames
@@ -148,7 +141,7 @@ def analyse_clip(instance: Instance, bundle: Bundle, clip_dir: Path, config: Stu
         clip = _preprocessed(raw, view_model.cfg.img_size, cache)
     with timer("view"):
         pred = predict_frames(view_model, clip.frames, clip.fps, predict).record["prediction"]
-    record: dict = {"clip_id": instance.clip_id, "frames": raw.num_frames, "fps": raw.fps,
+    record: dict = {"clip_id": clip_id, "frames": raw.num_frames, "fps": raw.fps,
                     "source_shape": list(raw.frames.shape[1:3]),
                     "view": {"label": pred["label"], "confidence": round(pred["confidence"], 5),
                              "probabilities": {k: round(v, 5) for k, v in pred["probabilities"].items()}}}
@@ -181,7 +174,7 @@ def analyse_clip(instance: Instance, bundle: Bundle, clip_dir: Path, config: Stu
                 import highdicom as hd
 
                 grid = to_source_grid(lv_masks.astype(np.uint8), seg_clip.sector_box, raw.frames.shape[1:3])
-                name = f"SEG_{instance.clip_id}.dcm"
+                name = f"SEG_{clip_id}.dcm"
                 write_lv_seg(dicom_dir / name, header, grid.astype(bool), hd.UID(), 900 + (instance.series_number or 0))
                 files["seg"] = f"dicom/{dicom_dir.name}/{name}"
     if "ef" in routes:
@@ -201,7 +194,7 @@ def analyse_clip(instance: Instance, bundle: Bundle, clip_dir: Path, config: Stu
                              "probabilities": {k: round(v, 5) for k, v in dis["probabilities"].items()}}
     with timer("write"):
         files["first_frame"] = _png(clip_dir / "first_frame.png", clip.frames[0])
-    record["files"] = {k: (v if k == "seg" else f"clips/{instance.clip_id}/{Path(v).name}") for k, v in files.items()}
+    record["files"] = {k: (v if k == "seg" else f"clips/{clip_id}/{Path(v).name}") for k, v in files.items()}
     return record
 
 
@@ -309,35 +302,34 @@ def _settings(bundle: Bundle, config: StudyConfig) -> dict:
             "overlay": config.overlay}
 
 
-def run_study(src: str | Path, bundle: Bundle | str | Path, out: str | Path,
-              config: Optional[StudyConfig] = None) -> StudyRun:
-    """Analyse every cine under ``src`` with ``bundle`` into ``out`` (see the module docstring)."""
-    from tqdm import tqdm
+def _resume_key(instance: Instance) -> str:
+    # The SOP Instance UID names a clip across runs, even when a ZIP is extracted afresh.
+    import hashlib
 
-    from echofm.predict import check_settings, finished
+    return hashlib.blake2b(f"sop:{instance.sop_uid}".encode(), digest_size=16).hexdigest()
+
+
+def run_study(src: str | Path, bundle: Bundle | str | Path, out: str | Path,
+              config: Optional[StudyConfig] = None, options: Optional[BatchOptions] = None) -> StudyRun:
+    """Analyse every cine under ``src`` with ``bundle`` into ``out`` (see the module docstring)."""
     from echofm.study.deid import UIDMap, reference_header
 
     config = config or StudyConfig()
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    out = Path(out)
-    state = out / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
-    check_settings(state, _settings(bundle, config))
-    salt_file = state / "deid_salt"
+    if not Path(src).exists():
+        raise EchoFMError(f"{src}: no such file or folder")
+    job = BatchJob("study", out, _settings(bundle, config), options, unit="clip").open()
+    out = job.out
+    salt_file = job.state / "deid_salt"
     if config.deidentify and not salt_file.exists():
         salt_file.write_text(secrets.token_hex(16))
     uids = UIDMap(salt_file.read_text()) if config.deidentify else None
-    inventory = scan(src, state / "extracted")
-    run = StudyRun(out=out, listed=len(inventory.listed))
-    timer = _Timer(run.stage_seconds)
-    instances = inventory.instances
-    bar = tqdm(instances, unit="clip", desc="study", disable=not config.progress, file=sys.stderr,
-               dynamic_ncols=True)
-    for inst in bar:
-        marker = state / f"{inst.clip_id}.json"
-        if finished(marker, out, config.retry_failed):
-            run.skipped_done += 1
-            continue
+    inventory = scan(src, job.state / "extracted")
+    by_path = {inst.path: inst for inst in inventory.instances}
+    sources = [Source(inst.path, inventory.root) for inst in inventory.instances]
+    timer = _Timer({})
+    for item in job.run(job.pending(sources, key_of=lambda source: _resume_key(by_path[source.path]))):
+        inst = by_path[item.source.path]
         sid = study_id(uids(inst.study_uid) if uids else inst.study_uid)
         dicom_dir = out / "dicom" / sid if config.dicom else None
         try:
@@ -345,47 +337,36 @@ def run_study(src: str | Path, bundle: Bundle | str | Path, out: str | Path,
             if dicom_dir is not None:
                 dicom_dir.mkdir(parents=True, exist_ok=True)
                 header = reference_header(inst.path, config.deidentify, uids)
-            record = analyse_clip(inst, bundle, out / "clips" / inst.clip_id, config, timer, dicom_dir, header)
+            record = analyse_clip(inst, item.id, bundle, out / "clips" / item.id, config, timer, dicom_dir, header)
         except (EchoFMError, ValueError, OSError, RuntimeError) as exc:
             # RuntimeError: a decoder or torch failing on one odd input must not end the study.
-            run.failed += 1
-            log.warning("study: %s failed: %s", inst.relative, exc)
-            # The reason must not carry the path (it may name the patient): the file name used instead.
-            reason = str(exc).replace(str(inst.path), inst.relative)
-            write_json_atomic(marker, {"status": "failed", "file": inst.relative, "reason": reason})
+            job.failed(item, exc)
             continue
         record.update(study_id=sid, series_number=inst.series_number,
                       sop_instance_uid=uids(inst.sop_uid) if uids else inst.sop_uid)
-        write_json_atomic(out / "clips" / inst.clip_id / "clip.json", record)
-        files = list(record["files"].values()) + [f"clips/{inst.clip_id}/clip.json"]
-        write_json_atomic(marker, {"status": "done", "files": files, "record": record, "source": inst.relative})
-        run.analysed += 1
-    _finish(run, inventory, bundle, config, uids)
+        clip_json = f"clips/{item.id}/clip.json"
+        write_json_atomic(out / clip_json, record)
+        files = list(record["files"].values()) + [clip_json]
+        job.done(item, {"study_id": sid, "view": record["view"]["label"], "clip_json": clip_json}, files)
+    summary = job.finish()
+    run = StudyRun(out=out, batch=summary, listed=len(inventory.listed), stage_seconds=timer.totals)
+    _finish(run, inventory, bundle, config, uids, job.options)
     return run
 
 
-def _finish(run: StudyRun, inventory: Inventory, bundle: Bundle, config: StudyConfig, uids) -> None:
+def _finish(run: StudyRun, inventory: Inventory, bundle: Bundle, config: StudyConfig, uids,
+            options: BatchOptions) -> None:
     """study.json, the SR per study and report.html from every clip record so far."""
+    import json
+
     from echofm import __version__
     from echofm.files import write_csv_atomic
     from echofm.study.report import write_report
 
     out = run.out
-    state = out / STATE_DIR
-    by_sop = {inst.clip_id: inst for inst in inventory.instances}
-    records, failures = [], []
-    for marker in sorted(state.glob("*.json")):
-        if marker.name == "settings.json":
-            continue
-        entry = json.loads(marker.read_text())
-        if marker.stem not in by_sop:
-            continue  # a clip of another source
-        if entry.get("status") == "done":
-            records.append(entry["record"])
-        elif entry.get("status") == "failed":
-            name = _file_name(entry["file"], config)
-            failures.append({"file": name, "reason": entry["reason"].replace(entry["file"], name)})
-    run.failed = len(failures)
+    records = [json.loads((out / row["clip_json"]).read_text()) for row in run.batch.rows]
+    known = {_clip_study(inst, uids) for inst in inventory.instances}
+    records = [r for r in records if r["study_id"] in known]
     studies = []
     for study_uid, series in inventory.studies.items():
         sid = study_id(uids(study_uid) if uids else study_uid)
@@ -396,38 +377,45 @@ def _finish(run: StudyRun, inventory: Inventory, bundle: Bundle, config: StudyCo
                  "clips_found": sum(len(v) for v in series.values()), "clips_analysed": len(clips),
                  "measurements": measurements, "clips": clips}
         if config.dicom and clips:
-            entry["sr"] = _write_sr(out, sid, clips, measurements, by_sop, config, uids)
+            entry["sr"] = _write_sr(out, sid, clips, measurements, inventory, config, uids)
         studies.append(entry)
-    listed = [{"file": _file_name(x.relative, config), "kind": x.kind, "reason": x.reason} for x in inventory.listed]
+    listed = [{"file": x.relative if options.keep_paths else _file_id(x.path), "kind": x.kind, "reason": x.reason}
+              for x in inventory.listed]
     summary = {"echofm_version": __version__,
                "bundle": {"name": bundle.manifest.get("name"), "phantom": bundle.manifest.get("phantom", False),
                           "card": bundle.manifest.get("card", ""), "models": bundle.roles},
-               "deidentified": config.deidentify, "studies": studies, "not_analysed": listed, "failed": failures}
+               "deidentified": config.deidentify, "studies": studies, "not_analysed": listed,
+               "failed": run.batch.failure_rows}
     write_json_atomic(out / "study.json", summary)
-    write_csv_atomic(out / "failures.csv", failures, ["file", "reason"])
     write_csv_atomic(out / "not_analysed.csv", listed, ["file", "kind", "reason"])
     write_report(out / "report.html", summary)
     run.studies = studies
 
 
-def _file_name(relative: str, config: StudyConfig) -> str:
-    import hashlib
-
-    if config.keep_paths:
-        return relative
-    return "file-" + hashlib.blake2b(relative.encode(), digest_size=6).hexdigest()
+def _clip_study(inst: Instance, uids) -> str:
+    return study_id(uids(inst.study_uid) if uids else inst.study_uid)
 
 
-def _write_sr(out: Path, sid: str, clips: list[dict], measurements: dict, by_sop: dict, config: StudyConfig,
-              uids) -> Optional[str]:
+def _file_id(path: Path) -> str:
+    from echofm.batch import input_id
+
+    try:
+        return input_id(path)
+    except OSError:
+        return "unreadable"
+
+
+def _write_sr(out: Path, sid: str, clips: list[dict], measurements: dict, inventory: Inventory,
+              config: StudyConfig, uids) -> Optional[str]:
     import highdicom as hd
 
     from echofm.study.deid import reference_header
     from echofm.study.dicom_out import ClipMeasurements, write_measurement_report
 
+    by_sop = {(uids(i.sop_uid) if uids else i.sop_uid): i for i in inventory.instances}
     entries = []
     for r in clips:
-        inst = by_sop[r["clip_id"]]
+        inst = by_sop[r["sop_instance_uid"]]
         header = reference_header(inst.path, config.deidentify, uids)
         entries.append(ClipMeasurements(source=header, view=r["view"]["label"], view_confidence=r["view"]["confidence"],
                                         ef=r.get("lv", {}).get("ef_mean"), ef_regressor=r.get("ef_regressor"),

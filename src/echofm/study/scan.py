@@ -36,16 +36,13 @@ class Instance:
     frames: int
     series_number: Optional[int] = None
 
-    @property
-    def clip_id(self) -> str:
-        """A stable ID that reveals nothing: a hash of the SOP Instance UID."""
-        return hashlib.blake2b(self.sop_uid.encode(), digest_size=8).hexdigest()
-
 
 @dataclass
 class Listed:
-    """A file that is not analysed: ``kind`` is not_dicom, not_echo, single_frame or unreadable."""
+    """A file that is not analysed: ``kind`` is not_dicom, not_echo, single_frame, duplicate
+    or unreadable."""
 
+    path: Path
     relative: str
     kind: str
     reason: str
@@ -55,6 +52,7 @@ class Listed:
 class Inventory:
     """What a scan found: studies (study UID -> series UID -> instances) and the rest."""
 
+    root: Path = Path(".")
     studies: dict[str, dict[str, list[Instance]]] = field(default_factory=dict)
     listed: list[Listed] = field(default_factory=list)
 
@@ -156,21 +154,21 @@ def classify(path: Path, relative: str) -> Instance | Listed:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=has_dicom_magic(path))
     except (InvalidDicomError, EOFError) as exc:
         if has_dicom_magic(path):
-            return Listed(relative, "unreadable", f"damaged DICOM header ({type(exc).__name__})")
-        return Listed(relative, "not_dicom", "not a DICOM file")
+            return Listed(path, relative, "unreadable", f"damaged DICOM header ({type(exc).__name__})")
+        return Listed(path, relative, "not_dicom", "not a DICOM file")
     except Exception as exc:  # damaged headers raise many types
-        return Listed(relative, "unreadable", f"damaged DICOM header ({type(exc).__name__}: {str(exc)[:120]})")
+        return Listed(path, relative, "unreadable", f"damaged DICOM header ({type(exc).__name__}: {str(exc)[:120]})")
     if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
         kind = "unreadable" if has_dicom_magic(path) else "not_dicom"
-        return Listed(relative, kind, "no SOP or Study Instance UID in the header")
+        return Listed(path, relative, kind, "no SOP or Study Instance UID in the header")
     modality = str(ds.get("Modality", "")).upper()
     if modality not in ECHO_MODALITIES:
-        return Listed(relative, "not_echo", f"modality {modality or 'unknown'}: not an echo (US) instance")
+        return Listed(path, relative, "not_echo", f"modality {modality or 'unknown'}: not an echo (US) instance")
     if "PixelData" not in ds and "FloatPixelData" not in ds and not _pixel_data_follows(path, ds):
-        return Listed(relative, "not_echo", f"{ds.get('SOPClassUID', 'no SOP class')}: holds no image")
+        return Listed(path, relative, "not_echo", f"{ds.get('SOPClassUID', 'no SOP class')}: holds no image")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames < 2:
-        return Listed(relative, "single_frame", "a single frame, not a cine")
+        return Listed(path, relative, "single_frame", "a single frame, not a cine")
     series_number = ds.get("SeriesNumber")
     return Instance(path=path, relative=relative, study_uid=str(ds.StudyInstanceUID),
                     series_uid=str(ds.get("SeriesInstanceUID", "")), sop_uid=str(ds.SOPInstanceUID),
@@ -187,19 +185,19 @@ def scan(src: str | Path, extract_to: str | Path) -> Inventory:
     """Every file under SRC classified and the cines grouped by study and series."""
     src = Path(src)
     root, files = source_files(src, Path(extract_to))
-    inventory = Inventory()
+    inventory = Inventory(root=root)
     seen: set[str] = set()
     for path in files:
         relative = path.relative_to(root).as_posix() if root in path.parents or path.parent == root else path.name
         if not path.is_file():
-            inventory.listed.append(Listed(relative, "unreadable", "listed in the DICOMDIR but missing"))
+            inventory.listed.append(Listed(path, relative, "unreadable", "listed in the DICOMDIR but missing"))
             continue
         found = classify(path, relative)
         if isinstance(found, Listed):
             inventory.listed.append(found)
             continue
         if found.sop_uid in seen:
-            inventory.listed.append(Listed(relative, "duplicate", "the same SOP Instance UID as another file"))
+            inventory.listed.append(Listed(path, relative, "duplicate", "the same SOP Instance UID as another file"))
             continue
         seen.add(found.sop_uid)
         inventory.studies.setdefault(found.study_uid, {}).setdefault(found.series_uid, []).append(found)
