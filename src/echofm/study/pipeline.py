@@ -130,7 +130,7 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
     from echofm.io import read_clip
     from echofm.predict import PredictConfig, predict_frames
 
-    predict = PredictConfig(device=config.device, precision=config.precision, progress=False)
+    predict = PredictConfig(device=config.device, precision=config.precision)
     with timer("read"):
         raw = read_clip(instance.path)
     if raw.num_frames < 2:
