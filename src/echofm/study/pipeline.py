@@ -350,7 +350,8 @@ def run_study(src: str | Path, bundle: Bundle | str | Path, out: str | Path,
         job.done(item, {"study_id": sid, "view": record["view"]["label"], "clip_json": clip_json}, files)
     summary = job.finish()
     run = StudyRun(out=out, batch=summary, listed=len(inventory.listed), stage_seconds=timer.totals)
-    _finish(run, inventory, bundle, config, uids, job.options)
+    with timer("write"):
+        _finish(run, inventory, bundle, config, uids, job.options)
     return run
 
 
