@@ -318,6 +318,12 @@ def run_study(src: str | Path, bundle: Bundle | str | Path, out: str | Path,
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     if not Path(src).exists():
         raise EchoFMError(f"{src}: no such file or folder")
+    if config.dicom:
+        try:
+            import highdicom  # noqa: F401
+        except ImportError:
+            raise EchoFMError("the DICOM SEG and SR need highdicom (pip install 'echofm[study]'); "
+                              "or pass --no-dicom") from None
     job = BatchJob("study", out, _settings(bundle, config), options, unit="clip").open()
     out = job.out
     salt_file = job.state / "deid_salt"
