@@ -83,7 +83,8 @@ def render(summary: dict) -> str:
         body.extend(_clip(r) for r in s["clips"])
     if summary["failed"]:
         body.append("<h2>Failed</h2><table><tr><th>file</th><th>reason</th></tr>" + "".join(
-            f"<tr><td>{html.escape(x['file'])}</td><td>{html.escape(x['reason'])}</td></tr>" for x in summary["failed"])
+            f"<tr><td>{html.escape(x.get('source') or x['id'])}</td><td>{html.escape(x['reason'])}</td></tr>"
+            for x in summary["failed"])
             + "</table>")
     if summary["not_analysed"]:
         body.append("<h2>Not analysed</h2><table><tr><th>file</th><th>why</th></tr>" + "".join(
