@@ -51,7 +51,7 @@ from echofm.files import atomic_write
 from echofm.model.echofm import VideoEncoder
 from echofm.model.heads import POOLINGS
 from echofm.precision import autocast
-from echofm.tasks import get_task
+from echofm.tasks.registry import get_task
 from echofm.tasks.adapter import MODES, SEG_HEADS, TaskModel, save_task_model
 from echofm.tasks.base import EvalOptions, run_windows
 from echofm.train import checkpoint as ckpt

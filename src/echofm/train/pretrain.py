@@ -2,7 +2,7 @@
 
 ``pretrain(cfg)`` builds the model, data, optimiser and schedule, resumes if asked,
 trains for ``cfg.steps`` optimiser steps (or ``cfg.epochs``), checkpoints, and exports
-the model with ``model.save(RUN/model)``.
+the model with ``save_model(model, RUN/model)``.
 
 Determinism: the data order comes from DistributedSampler(seed, epoch); each clip's
 masking noise from (seed, epoch, dataset index); DataLoader workers from
@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from echofm.errors import EchoFMError
-from echofm.model import EchoFM
+from echofm.model import EchoFM, save_model
 from echofm.precision import autocast
 from echofm.train import checkpoint as ckpt
 from echofm.train.config import CONFIG_NAME, PretrainConfig
@@ -307,8 +307,8 @@ def _train(cfg: PretrainConfig, ctx: DistContext, dataset: Optional[Dataset], re
         if step >= total:
             result.model_dir = run_dir / MODEL_DIR
             if ctx.is_main:
-                model.save(result.model_dir, metadata={"pretrain_steps": step, "data": cfg.data,
-                                                       "model_name": cfg.model_name})
+                save_model(model, result.model_dir, metadata={"pretrain_steps": step, "data": cfg.data,
+                                                              "model_name": cfg.model_name})
                 logger.message(f"done: {step} steps; model exported to {result.model_dir}")
             barrier(ctx)
     finally:
