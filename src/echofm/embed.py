@@ -29,7 +29,8 @@ class EmbedConfig:
     """What an embedding is: windows of every ``frame_step``-th frame (None: what the model's
     input contract asks for each source's frame rate), ``window_step`` apart (None: back to
     back), at most ``max_windows``; ``tokens`` also keeps the token embeddings (large);
-    batch_size windows per forward pass."""
+    batch_size windows per forward pass; backend torch, or onnx (the model is then an
+    ``echofm export`` folder or one of its .onnx files)."""
 
     frame_step: Optional[int] = None
     window_step: Optional[int] = None
@@ -38,6 +39,7 @@ class EmbedConfig:
     precision: str = "auto"
     device: str = "cpu"
     tokens: bool = False
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         for name in ("frame_step", "window_step", "max_windows", "batch_size"):
@@ -52,19 +54,22 @@ def embed_studies(sources: Sequence[str | Path], model, out_dir: str | Path,
     or anything ``load_model`` reads. A re-run skips inputs already embedded (and redoes
     those whose files are gone, or that lack tokens now asked for); a folder embedded by
     another model or other window or precision settings is refused."""
-    import torch
-
     from echofm.inference import embed_frames, load_study
-    from echofm.model import load_model
+    from echofm.runtime import configure_threads, load_inference_model
 
     config = config or EmbedConfig()
+    configure_threads()
     found = scan_sources(sources)  # before anything is created: a missing input leaves no folder
-    if not isinstance(model, torch.nn.Module):
-        model = load_model(model)
+    if isinstance(model, (str, Path)):
+        model = load_inference_model(model, config.backend, "encoder", config.device)
     model = model.eval().to(config.device)
+    if config.tokens and getattr(model, "has_tokens", True) is False:
+        raise EchoFMError(f"{model.path}: this export has no token output; export it again with --tokens")
     # Resuming into a folder embedded by another model or settings would mix incomparable vectors.
     settings = {"model": model_fingerprint(model), "frame_step": config.frame_step,
                 "window_step": config.window_step, "max_windows": config.max_windows, "precision": config.precision}
+    if config.backend != "torch":
+        settings["backend"] = config.backend
     job = BatchJob("embed", out_dir, settings, options,
                    expected_files=lambda record: _expected_files(record, config.tokens)).open()
     out = job.out

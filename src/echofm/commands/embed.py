@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import (add_batch_options, add_device, add_frame_step, add_max_windows, add_precision,
-                                      add_window_step, batch_options, report_batch)
+from echofm.commands._options import (add_backend_option, add_batch_options, add_device, add_frame_step,
+                                      add_max_windows, add_precision, add_window_step, batch_options, report_batch)
 
 NAME = "embed"
 HELP = "embed studies (DICOM/video/prepared clips) with a model: .npy files plus an index CSV"
@@ -33,6 +33,7 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     add_precision(p)
     add_device(p)
+    add_backend_option(p)
     add_batch_options(p)
 
 
@@ -40,5 +41,6 @@ def run(args) -> int:
     from echofm.embed import EmbedConfig, embed_studies
 
     config = EmbedConfig(frame_step=args.frame_step, window_step=args.window_step, max_windows=args.max_windows,
-                         batch_size=args.batch_size, precision=args.precision, device=args.device, tokens=args.tokens)
+                         batch_size=args.batch_size, precision=args.precision, device=args.device, tokens=args.tokens,
+                         backend=args.backend)
     return report_batch(embed_studies(args.sources, args.model, args.out, config, batch_options(args)))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import (add_batch_options, add_device, add_frame_step, add_max_windows, add_precision,
-                                      add_window_step, batch_options, report_batch)
+from echofm.commands._options import (add_backend_option, add_batch_options, add_device, add_frame_step,
+                                      add_max_windows, add_precision, add_window_step, batch_options, report_batch)
 
 NAME = "predict"
 HELP = "apply a fine-tuned task model (view, EF, disease, segmentation) to studies: one JSON per input"
@@ -38,6 +38,7 @@ def add_arguments(p) -> None:
     p.add_argument("--overlay-size", type=int, default=256, help="side in pixels of the overlay video")
     add_precision(p)
     add_device(p)
+    add_backend_option(p)
     add_batch_options(p)
 
 
@@ -46,5 +47,6 @@ def run(args) -> int:
 
     config = PredictConfig(batch_size=args.batch_size, window_step=args.window_step, max_windows=args.max_windows,
                            frame_step=args.frame_step, device=args.device, precision=args.precision,
-                           mask_sector=not args.no_mask, overlay=not args.no_overlay, overlay_size=args.overlay_size)
+                           mask_sector=not args.no_mask, overlay=not args.no_overlay, overlay_size=args.overlay_size,
+                           backend=args.backend)
     return report_batch(predict_studies(args.sources, args.model, args.out, config, batch_options(args)))
