@@ -11,8 +11,8 @@ from echofm.cli import build_parser
 # Where each concept applies: commands that cut videos into windows, run a model, show progress, fork workers.
 WINDOWED = {"pretrain", "finetune", "evaluate", "predict", "embed", "phase", "reconstruct", "diagnose"}
 PLACED = {"finetune", "evaluate", "predict", "embed", "diagnose"}  # several windows per video, placed
-RUN_MODEL = WINDOWED
-PROGRESS = {"synth", "prepare", "pretrain", "finetune", "predict", "embed", "diagnose"}
+RUN_MODEL = WINDOWED | {"study"}  # study: its bundle's task models, each sampled by its own contract
+PROGRESS = {"synth", "prepare", "pretrain", "finetune", "predict", "embed", "diagnose", "study"}
 WORKERS = {"synth", "prepare", "pretrain", "finetune"}
 EXPECTED = {"--frame-step": WINDOWED, "--window-step": PLACED, "--max-windows": PLACED, "--precision": RUN_MODEL,
             "--device": RUN_MODEL, "--quiet": PROGRESS, "--workers": WORKERS}
@@ -29,6 +29,15 @@ def _visible(sub: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {name: a for a in sub._actions if a.help != argparse.SUPPRESS for name in a.option_strings}
 
 
+def _every_parser(name: str, sub: argparse.ArgumentParser):
+    """A command's parser and those of its own subcommands (e.g. ``bundle create``)."""
+    yield name, sub
+    for action in sub._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child, parser in action.choices.items():
+                yield from _every_parser(f"{name} {child}", parser)
+
+
 def test_canonical_names_where_the_concept_applies_and_no_visible_old_names():
     commands = _commands()
     assert WINDOWED | PROGRESS <= set(commands)
@@ -37,14 +46,18 @@ def test_canonical_names_where_the_concept_applies_and_no_visible_old_names():
         for flag, where in EXPECTED.items():
             if name in where:
                 assert flag in visible, f"echofm {name}: no {flag}"
-        shown_old = DEPRECATED & set(visible)
-        assert not shown_old, f"echofm {name}: deprecated names in --help: {shown_old}"
-        if "--precision" in visible:
-            assert tuple(visible["--precision"].choices) == ("auto", "fp32", "bf16"), name
-            assert visible["--precision"].default in ("auto", None), name  # None: pretrain's config (auto)
-        for action in sub._actions:
-            if action.dest != "help" and action.help != argparse.SUPPRESS:
-                assert (action.help or "").strip(), f"echofm {name}: {action.option_strings or action.dest} has no help"
+        for full, parser in _every_parser(name, sub):
+            shown = _visible(parser)
+            shown_old = DEPRECATED & set(shown)
+            assert not shown_old, f"echofm {full}: deprecated names in --help: {shown_old}"
+            if "--precision" in shown:
+                assert tuple(shown["--precision"].choices) == ("auto", "fp32", "bf16"), full
+                assert shown["--precision"].default in ("auto", None), full  # None: pretrain's config (auto)
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    continue  # its subcommands are walked themselves
+                if action.dest != "help" and action.help != argparse.SUPPRESS:
+                    assert (action.help or "").strip(), f"echofm {full}: {action.option_strings or action.dest} has no help"
 
 
 @pytest.mark.parametrize("argv, dest, value, new", [

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 ASSUMED_SOURCE_FPS = 30.0
-INTENSITIES = ("unit",)  # uint8 / 255 -> [0, 1]; grey repeated to 3 channels (colour kept as RGB)
+INTENSITIES = ("[0, 1]",)  # uint8 / 255 -> [0, 1]; grey repeated to 3 channels (colour kept as RGB)
 
 _warned: set[str] = set()
 
@@ -53,7 +53,8 @@ class InputContract:
     for them too); used as the step when ``fps`` is not stated.
     mask_sector: whether training clips had everything outside the ultrasound sector
     blanked (and were cropped to it), as ``echofm prepare`` does.
-    intensity: ``unit``: uint8 / 255 in [0, 1], grey repeated to three channels.
+    intensity: ``[0, 1]``: uint8 / 255, grey repeated to three channels (no mean/std
+    normalisation; the public code's ``ToTensor`` does the same).
     """
 
     num_frames: int
@@ -61,7 +62,7 @@ class InputContract:
     fps: Optional[float] = None
     frame_step: int = 1
     mask_sector: bool = True
-    intensity: str = "unit"
+    intensity: str = "[0, 1]"
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.image_size < 1:

@@ -19,7 +19,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    from echofm.commands._options import add_batch_options
+    from echofm.commands._options import add_batch_options, add_device, add_precision
 
     p.add_argument("source", metavar="SRC", help="study export: folder, DICOMDIR, ZIP archive or one DICOM file")
     p.add_argument("--bundle", required=True, metavar="B",
@@ -31,8 +31,8 @@ def add_arguments(p) -> None:
                         "PACS needs to file them)")
     p.add_argument("--no-dicom", action="store_true", help="do not write the DICOM SEG and SR")
     p.add_argument("--no-overlay", action="store_true", help="do not write the overlay GIF of each segmented cine")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    add_precision(p)
+    add_device(p)
     add_batch_options(p)
 
 
