@@ -70,3 +70,30 @@ def test_presets_public_and_saved_models_carry_their_contract(tmp_path, official
         public = load_model(official_dir / name)
         assert public.contract == public_contract(public.cfg)
         assert public.contract.fps is None and public.contract.frame_step == 1 and not public.contract.mask_sector
+
+
+def test_task_models_save_their_contract_and_old_ones_get_their_period(tmp_path):
+    from types import SimpleNamespace
+
+    from echofm.config import preset
+    from echofm.model.echofm import VideoEncoder
+    from echofm.tasks.adapter import TaskModel, TaskSpec, load_task_model, save_task_model
+    from echofm.tasks.engine import trained_contract
+
+    cfg = preset("tiny").replace(img_size=32, depth=1)
+    contract = InputContract(num_frames=cfg.num_frames, image_size=32, fps=12.5, frame_step=2)
+    model = TaskModel(VideoEncoder(cfg), TaskSpec(task="ef", kind="regression"), "linear", contract=contract)
+    save_task_model(model, tmp_path / "run", {"period": 3})
+    assert load_task_model(tmp_path / "run").contract == contract
+    info = json.loads((tmp_path / "run" / "task.json").read_text())
+    del info["contract"]  # a task model saved before the contract: its run's period, no rate
+    (tmp_path / "run" / "task.json").write_text(json.dumps(info))
+    old = load_task_model(tmp_path / "run").contract
+    assert (old.fps, old.frame_step) == (None, 3)
+    # What fine-tuning records: the init's contract, or the data's rate over an overriding step.
+    videos = [SimpleNamespace(meta={"fps": 30.0}), SimpleNamespace(meta={})]
+    assert trained_contract(contract, None, videos) == contract
+    assert trained_contract(contract, 3, videos) == contract.replace(fps=10.0, frame_step=3)
+    untrained = untrained_contract(cfg)
+    assert trained_contract(untrained, None, videos).fps == 30.0  # an init without a rate: the data's, every frame
+    assert trained_contract(untrained, None, [SimpleNamespace(meta={})]).fps is None
