@@ -80,7 +80,8 @@ def add_max_windows(p: argparse.ArgumentParser, old: Sequence[str] = (), default
 def add_precision(p: argparse.ArgumentParser, default: Optional[str] = "auto") -> None:
     """``--precision {auto,fp32,bf16}``."""
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=default,
-                   help="numeric precision: auto (bf16 on a GPU that supports it, else fp32), fp32 or bf16")
+                   help="numeric precision: auto (bf16 where the hardware runs it natively: a GPU with bf16, "
+                        "a CPU with AVX512_BF16 or AMX; else fp32; `echofm doctor` says which), fp32 or bf16")
 
 
 def add_device(p: argparse.ArgumentParser, default: Optional[str] = "cpu", help: Optional[str] = None) -> None:
