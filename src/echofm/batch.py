@@ -212,7 +212,10 @@ def failure_reason(exc: BaseException, source: Optional[Source] = None, keep_pat
 
 def model_fingerprint(model) -> str:
     """Hash of a model's weights (and task spec, for a task model): a resumed job must
-    use the same model, or its outputs would not be comparable."""
+    use the same model, or its outputs would not be comparable. A model that knows its
+    own (an ONNX Runtime model: the hash of its file) gives that."""
+    if callable(getattr(model, "fingerprint", None)):
+        return model.fingerprint()
     digest = hashlib.blake2b(digest_size=16)
     spec = getattr(model, "spec", None)
     if spec is not None and dataclasses.is_dataclass(spec):

@@ -24,9 +24,10 @@ import torch
 from echofm.batch import BatchJob, BatchOptions, BatchSummary, input_id, model_fingerprint, scan_sources
 from echofm.errors import EchoFMError
 from echofm.files import atomic_write, save_npy_atomic, write_json_atomic
-from echofm.labels import LV_CAVITY, STRUCTURE_COLOURS
+from echofm.labels import STRUCTURE_COLOURS
 from echofm.precision import autocast
 from echofm.tasks.adapter import TaskModel
+from echofm.tasks.registry import get_task
 
 
 @dataclass
@@ -39,6 +40,8 @@ class PredictConfig:
     mask_sector: blank and crop to the ultrasound sector before resizing (as ``prepare``).
     overlay: write an MP4 of the frames with the coloured masks (segmentation only);
     overlay_size: its side in pixels (the model's frames are upscaled to it).
+    backend: torch, or onnx (the model is then an ``echofm export`` folder of a task
+    model, or one of its .onnx files).
     """
 
     batch_size: int = 8
@@ -50,6 +53,7 @@ class PredictConfig:
     mask_sector: bool = True
     overlay: bool = True
     overlay_size: int = 256
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -147,59 +151,9 @@ def predict_frames(model: TaskModel, frames: np.ndarray, fps: Optional[float] = 
     record = {"task": spec.task, "kind": spec.kind, "target": spec.target, "frames": int(len(frames)),
               "fps": fps, "size": int(cfg.img_size), "period": settings["period"], "windows": int(len(windows)),
               "window_starts": [int(w[0]) for w in windows]}
-    masks = None
-    if spec.kind == "regression":
-        values = out.reshape(-1).tolist()
-        record["prediction"] = {"value": float(np.mean(values)), "window_values": [round(v, 4) for v in values],
-                                "unit": "%" if spec.target.lower() == "ef" else None}
-    elif spec.kind in ("multiclass", "multilabel"):
-        record["prediction"] = _classification(out, spec)
-    elif segmentation:
-        from echofm.tasks.segmentation import video_probabilities
-
-        masks = video_probabilities(out, torch.from_numpy(windows), len(frames)).argmax(dim=0).numpy().astype(np.uint8)
-        record["prediction"] = segmentation_summary(masks, spec.classes, pixel_spacing)
-    else:  # pragma: no cover - TaskSpec.kind is validated when the model is built
-        raise EchoFMError(f"task kind {spec.kind!r} has no prediction output")
+    record["prediction"], masks = get_task(spec.task).summarise_prediction(out, spec, windows, len(frames),
+                                                                           pixel_spacing)
     return StudyPrediction(record=record, frames=frames, masks=masks)
-
-
-def _classification(logits: torch.Tensor, spec) -> dict:
-    multilabel = spec.kind == "multilabel"
-    window_probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)  # [W, C]
-    probs = window_probs.mean(dim=0).numpy().astype(np.float64)
-    pred = {"classes": list(spec.classes), "probabilities": dict(zip(spec.classes, map(float, probs))),
-            "window_probabilities": [[round(float(v), 5) for v in row] for row in window_probs.numpy()]}
-    if multilabel:
-        pred.update(labels=[c for c, p in zip(spec.classes, probs) if p >= 0.5], threshold=0.5)
-    else:
-        k = int(np.argmax(probs))
-        pred.update(label=spec.classes[k], confidence=float(probs[k]))
-    return pred
-
-
-def segmentation_summary(masks: np.ndarray, classes: Sequence[str],
-                         pixel_spacing: Optional[tuple[float, float]] = None) -> dict:
-    """Per-structure area curves (pixels; mm² when the spacing is known) of label maps
-    [T, H, W], and, when the LV cavity is one of the classes, the EF from the ED/ES areas
-    (``tasks.ef.ef_from_masks``: single-plane area-length volumes, ED = largest area)."""
-    from echofm.tasks.ef import ef_from_masks
-
-    T = len(masks)
-    flat = masks.reshape(T, -1)
-    areas = {name: np.count_nonzero(flat == value, axis=1).astype(int).tolist()
-             for value, name in enumerate(classes) if value > 0}
-    summary: dict = {"classes": list(classes), "mask_shape": list(masks.shape), "areas_px": areas}
-    if pixel_spacing is not None:
-        mm2 = float(pixel_spacing[0] * pixel_spacing[1])
-        summary["pixel_spacing_mm"] = [float(pixel_spacing[0]), float(pixel_spacing[1])]
-        summary["areas_mm2"] = {k: [round(a * mm2, 3) for a in v] for k, v in areas.items()}
-    if len(classes) > LV_CAVITY:
-        name = classes[LV_CAVITY]
-        summary["lv_area_px"] = areas[name]
-        ef = ef_from_masks(masks == LV_CAVITY)
-        summary["ef_from_segmentation"] = ef if ef["ef"] is not None else {**ef, "note": "no LV segmented"}
-    return summary
 
 
 def predict_study(model: TaskModel, path: str | Path, config: Optional[PredictConfig] = None) -> StudyPrediction:
@@ -273,16 +227,19 @@ def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path
     batch carries on; the summary's exit status says so). A re-run skips inputs whose
     outputs exist; a folder written by another model or settings is refused.
     """
-    from echofm.tasks.adapter import load_task_model
+    from echofm.runtime import configure_threads, load_inference_model
 
     config = config or PredictConfig()
+    configure_threads()
     found = scan_sources(sources)  # before anything is created: a missing input leaves no folder
     run_name = None
-    if not isinstance(model, TaskModel):
+    if isinstance(model, (str, Path)):
         run_name = str(model)
-        model = load_task_model(model, map_location="cpu")
+        model = load_inference_model(model, config.backend, "task", config.device)
     model = model.to(config.device).eval()
     settings = {"model": model_fingerprint(model), "mask_sector": config.mask_sector, **window_settings(model, config)}
+    if config.backend != "torch":
+        settings["backend"] = config.backend
     job = BatchJob("predict", out_dir, settings, options).open()
     keep_paths = job.options.keep_paths
     for item in job.run(job.pending(found)):
@@ -322,15 +279,7 @@ def _index_row(record: dict, files: list[str]) -> dict:
     pred = record["prediction"]
     row = {"task": record["task"], "frames": record["frames"],
            "fps": record["fps"] or "", "windows": record["windows"], "json": files[0]}
-    if "label" in pred:
-        row.update(prediction=pred["label"], confidence=round(pred["confidence"], 5))
-    elif "labels" in pred:
-        row["prediction"] = ";".join(pred["labels"])
-    elif "value" in pred:
-        row["prediction"] = round(pred["value"], 4)
-    elif "ef_from_segmentation" in pred:
-        ef = pred["ef_from_segmentation"]["ef"]
-        row["prediction"] = "" if ef is None else round(ef, 3)
+    row.update(get_task(record["task"]).prediction_columns(pred))
     if "masks_file" in pred:
         row["masks"] = pred["masks_file"]
     if "overlay_video" in pred:

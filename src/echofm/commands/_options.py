@@ -40,3 +40,13 @@ def report_batch(summary, extra: dict | None = None) -> int:
     print(json.dumps({**summary.to_dict(), **(extra or {})}), flush=True)
     print(summary.line(), file=sys.stderr, flush=True)
     return summary.exit_status
+
+
+def add_backend_option(parser) -> None:
+    """``--backend``: the engine that runs the model (torch, or ONNX Runtime on an export)."""
+    from echofm.choices import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="torch, or onnx: ONNX Runtime on a folder written by `echofm export --format onnx` "
+                             "(give that folder as --model; its model.int8.onnx for the int8 copy); needs the "
+                             "onnx extra")

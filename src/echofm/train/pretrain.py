@@ -2,7 +2,7 @@
 
 ``pretrain(cfg)`` builds the model, data, optimiser and schedule, resumes if asked,
 trains for ``cfg.steps`` optimiser steps (or ``cfg.epochs``), checkpoints, and exports
-the model with ``model.save(RUN/model)``.
+the model with ``save_model(model, RUN/model)``.
 
 Determinism: the data order comes from DistributedSampler(seed, epoch); each clip's
 masking noise from (seed, epoch, dataset index); DataLoader workers from
@@ -26,8 +26,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from echofm.errors import EchoFMError
-from echofm.model import EchoFM
-from echofm.precision import autocast
+from echofm.model import EchoFM, save_model
+from echofm.precision import autocast, resolve_precision
 from echofm.train import checkpoint as ckpt
 from echofm.train.config import CONFIG_NAME, PretrainConfig
 from echofm.train.data import IndexedClips, build_pretrain_dataset, check_clip, stable_seed
@@ -92,14 +92,6 @@ def mask_noise(indices: torch.Tensor, epoch: int, seed: int, width: int) -> torc
         g = torch.Generator().manual_seed(stable_seed(seed, epoch, "mask", int(index)))
         rows.append(torch.rand(width, generator=g))
     return torch.stack(rows)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise EchoFMError("precision bf16 asked for but this GPU does not support bfloat16")
-    return precision
 
 
 def seed_rank(seed: int, rank: int) -> None:
@@ -307,8 +299,8 @@ def _train(cfg: PretrainConfig, ctx: DistContext, dataset: Optional[Dataset], re
         if step >= total:
             result.model_dir = run_dir / MODEL_DIR
             if ctx.is_main:
-                model.save(result.model_dir, metadata={"pretrain_steps": step, "data": cfg.data,
-                                                       "model_name": cfg.model_name})
+                save_model(model, result.model_dir, metadata={"pretrain_steps": step, "data": cfg.data,
+                                                              "model_name": cfg.model_name})
                 logger.message(f"done: {step} steps; model exported to {result.model_dir}")
             barrier(ctx)
     finally:
