@@ -25,14 +25,14 @@ import numpy as np
 from echofm.batch import BatchJob, BatchOptions, BatchSummary, Source
 from echofm.errors import EchoFMError
 from echofm.files import write_json_atomic
+from echofm.labels import APICAL_VIEWS as APICAL
 from echofm.labels import LV_CAVITY
+from echofm.labels import PARASTERNAL_VIEWS as PARASTERNAL
 from echofm.study.bundle import Bundle, load_bundle
 from echofm.study.scan import Instance, Inventory, scan, study_id
 
 log = logging.getLogger("echofm.study")
 
-APICAL = ("A4C", "A2C", "A3C", "A5C")
-PARASTERNAL = ("PLAX", "PSAX")
 STAGES = ("read", "preprocess", "view", "segment", "ef", "disease", "phase", "write")
 
 
