@@ -69,16 +69,17 @@ def test_every_consumer_builds_the_same_windows_and_tensors(models, total, tmp_p
     spec = WindowSpec(num_frames=FRAMES, frame_step=2)  # 30 fps to the contract's 15 fps
 
     # predict
-    pspec, pwindows = window_spec(task, total, FPS, PredictConfig())
+    # fp32 everywhere: ``auto`` is bf16 on a CPU with AMX, and the tensors are compared exactly.
+    pspec, pwindows = window_spec(task, total, FPS, PredictConfig(precision="fp32"))
     assert pspec.frame_step == 2
-    predicted = run_model(task, frames, pwindows)
+    predicted = run_model(task, frames, pwindows, precision="fp32")
     # fine-tuning evaluation
     item = VideoWindows([sample], Sampling(task.contract), SIZE)[0]
     assert np.array_equal(item["indices"].numpy(), pwindows)
-    (_, _, evaluated), = run_windows(task, [sample], EvalOptions())
+    (_, _, evaluated), = run_windows(task, [sample], EvalOptions(precision="fp32"))
     assert torch.equal(evaluated, predicted)
     # embed
-    emb = embed_frames(model, frames, FPS)
+    emb = embed_frames(model, frames, FPS, precision="fp32")
     assert np.array_equal(emb.windows, pwindows) and emb.frame_step == 2
     clips = window_clips(frames, pwindows, SIZE)
     assert torch.equal(window_clips(item["video"], item["indices"]), clips)
