@@ -82,8 +82,17 @@ def flops_of(fn) -> int:
 
 
 def peak_mib(device: str) -> float:
+    """Peak memory so far: torch's peak allocation on a GPU; on a CPU this process's
+    high-water resident set (VmHWM). Not ``ru_maxrss``: Linux carries that across
+    ``execve`` from the parent, so a child would report at least the driver's peak."""
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -158,7 +167,7 @@ def measure(preset: str, mode: str, engine: str, precision: str, batch: int, ste
         "achieved_gflops": None if flops is None else round(flops / seconds / 1e9, 1),
         "peak_memory_mib": round(peak, 1),
         "peak_memory_over_import_mib": round(peak - baseline, 1),
-        "peak_memory_kind": "cuda max allocated" if device.startswith("cuda") else "process max RSS",
+        "peak_memory_kind": "cuda max allocated" if device.startswith("cuda") else "process peak RSS (VmHWM)",
     })
     return out
 
