@@ -341,7 +341,8 @@ class BatchJob:
         self.name = name
         self.out = Path(out)
         self.state = self.out / STATE_DIR
-        self.settings = {"job": name, "ids": ID_SCHEME, **settings}
+        # As JSON gives it back (tuples become lists), so a re-run compares like with like.
+        self.settings = json.loads(json.dumps({"job": name, "ids": ID_SCHEME, **settings}, default=str))
         self.options = options or BatchOptions()
         self.index_name = index_name
         self.index_columns = list(index_columns) if index_columns else None
