@@ -82,7 +82,7 @@ def test_lr_scaling_and_warmup_cosine():
 
 
 def test_precision_defaults():
-    from echofm.train.pretrain import resolve_precision
+    from echofm.train.loop import resolve_precision
 
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"

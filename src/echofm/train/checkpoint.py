@@ -2,9 +2,11 @@
 
 A checkpoint is one ``torch.save`` file ``step-00000042.pt`` holding plain data only
 (tensors, numbers, strings, lists, dicts, tuples): model and optimiser state, the step,
-the sampler position, the resolved config and the RNG states of every rank. Loading uses
-``torch.load(weights_only=True)`` with nothing allow-listed, so a checkpoint can never
-execute code.
+the sampler position, the resolved config and the RNG states of every rank. Pretraining
+and fine-tuning write the same format (``echofm.train.loop``); files written by the earlier
+pretraining code (format ``echofm-pretrain-checkpoint/1``, the same layout) still load.
+Loading uses ``torch.load(weights_only=True)`` with nothing allow-listed, so a checkpoint
+can never execute code.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import torch
 from echofm.errors import EchoFMError
 from echofm.files import atomic_write
 
-CHECKPOINT_FORMAT = "echofm-pretrain-checkpoint/1"
+CHECKPOINT_FORMAT = "echofm-train-checkpoint/1"
+# Earlier formats with the same layout, read as they are.
+COMPATIBLE_FORMATS = (CHECKPOINT_FORMAT, "echofm-pretrain-checkpoint/1")
 REQUIRED_KEYS = ("format", "step", "model", "optimizer", "config", "rng", "sampler")
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
@@ -51,8 +55,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as exc:  # truncated zip, foreign pickle globals, I/O errors
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {first})") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an echofm pretraining checkpoint "
+    if not isinstance(state, dict) or state.get("format") not in COMPATIBLE_FORMATS:
+        raise CheckpointError(f"{path}: not an echofm training checkpoint "
                               f"(expected format {CHECKPOINT_FORMAT!r})")
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
