@@ -7,7 +7,7 @@
 3. ``echofm pretrain``: echofm-tiny on the training cache (no labels).
 4. Linear probes on held-out phantoms, each for the pretrained encoder and for the same
    encoder at its random initialisation (the weights pretraining started from): EF
-   (``tasks.engine.finetune_and_evaluate``), view (likewise) and ED/ES detection from the
+   (``tasks.finetuning.finetune_and_evaluate``), view (likewise) and ED/ES detection from the
    per-time-step embeddings (``analysis.probe``), beside reference figures (the training
    mean EF, the majority view, ED/ES from pixels alone).
 5. ``echofm phase``: the real apical 4-chamber cine of pydicom-data, its burned-in text
@@ -60,7 +60,7 @@ class DemoConfig:
     batch_size: int = 8
     lr: float = 5e-4
     probe_epochs: int = 20
-    probe_lr: float = 1e-2
+    probe_lr: float = 4e-2
     workers: int = 2
 
 
@@ -79,8 +79,8 @@ _SIZE_HELP = {
     "batch_size": "pretraining batch size",
     "lr": "pretraining peak learning rate",
     "probe_epochs": "epochs of the EF and view linear probes",
-    "probe_lr": "base learning rate of the EF and view linear probes, applied as lr * 8 / 64 (the "
-                "engine's linear-probe default)",
+    "probe_lr": "base learning rate of the EF and view linear probes, applied as blr * 8 / 256 (the "
+                "fine-tuning linear-probe default)",
     "workers": "worker processes for synth and prepare",
 }
 
@@ -361,9 +361,10 @@ def _task_probe(task: str, index, pretrained, cfg: DemoConfig, out: Path) -> dic
     """EF or view linear probe for both arms, scored on the test split, plus a reference."""
     import numpy as np
 
-    from echofm.tasks.engine import FinetuneConfig, finetune_and_evaluate
+    from echofm.tasks.engine import FinetuneConfig
+    from echofm.tasks.finetuning import finetune_and_evaluate
 
-    config = FinetuneConfig(task=task, mode="linear", epochs=cfg.probe_epochs, batch_size=8, lr=cfg.probe_lr,
+    config = FinetuneConfig(task=task, mode="linear", epochs=cfg.probe_epochs, batch_size=8, blr=cfg.probe_lr,
                             seed=cfg.seed, validate=False, progress=True)
     arms = {"pretrained": lambda: pretrained.encoder,
             "random": lambda: random_init_model(pretrained.cfg, cfg.seed).encoder}

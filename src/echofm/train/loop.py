@@ -232,6 +232,12 @@ class _Plan:
         return math.ceil(self.step_items(into_epoch) / self.batch_size)
 
 
+def steps_per_epoch(cfg: LoopConfig, items_per_rank: int) -> int:
+    """Optimiser steps in one epoch of ``items_per_rank`` items (the sampler's length)."""
+    batch_size = cfg.batch_size if cfg.drop_last else min(cfg.batch_size, items_per_rank)
+    return _Plan(items_per_rank, batch_size, cfg.accum_steps, cfg.drop_last).steps
+
+
 def run_loop(cfg: LoopConfig, ctx: DistContext, model: torch.nn.Module, dataset: Dataset, step_fn: Step, *,
              run_dir: Optional[Path], loss_module: Optional[torch.nn.Module] = None,
              layer_of: Optional[LayerOf] = None, num_layers: int = 0,
