@@ -118,7 +118,8 @@ class RunLogger:
                 self._tb.add_scalar(f"{prefix}/{k}", v, step)
 
     def message(self, text: str) -> None:
-        if not self.enabled:
+        """A line for the user (on the bar's stream); silent without progress."""
+        if not self.enabled or not (self._bar is not None or self._plain):
             return
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
