@@ -161,7 +161,7 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
 
     state = None
     if resume:
-        state = loop.find_resume(ctx, "auto", out / loop.CHECKPOINT_DIR)
+        state = ckpt.find_resume(ctx, "auto", out / loop.CHECKPOINT_DIR)
         if state is None and (out / LEGACY_CHECKPOINT).exists():
             items = len(DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank))
             state = _legacy_state(out / LEGACY_CHECKPOINT, loop.steps_per_epoch(settings, items))

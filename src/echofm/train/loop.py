@@ -44,7 +44,7 @@ from echofm.errors import EchoFMError
 from echofm.precision import autocast
 from echofm.train import checkpoint as ckpt
 from echofm.train.data import IndexedClips, stable_seed
-from echofm.train.distributed import DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_object
+from echofm.train.distributed import DistContext, all_reduce_sum, barrier
 from echofm.train.logging import RunLogger
 from echofm.train.optim import LayerOf, WarmupCosine, build_optimizer, scaled_lr
 
@@ -180,29 +180,6 @@ def seed_rank(seed: int, rank: int, stream: str = "rank") -> None:
     random.seed(s)
 
 
-def find_resume(ctx: DistContext, resume: Optional[str], ckpt_dir: Path) -> Optional[dict]:
-    """Load the state to resume from: ``auto`` (latest good in ``ckpt_dir``) or a file path.
-
-    Rank 0 chooses, every rank loads the same file (a shared filesystem is assumed).
-    """
-    if not resume:
-        return None
-    chosen: Optional[str] = None
-    if ctx.is_main:
-        if resume == "auto":
-            ckpt.remove_stale_temp_files(ckpt_dir)
-            found = ckpt.latest_good_checkpoint(ckpt_dir)
-            chosen = str(found[0]) if found else None
-        else:
-            chosen = str(Path(resume).expanduser())
-    chosen = broadcast_object(ctx, chosen)
-    if chosen is None:
-        return None
-    state = ckpt.load_checkpoint(Path(chosen))
-    state["_path"] = chosen
-    return state
-
-
 @dataclass
 class _Plan:
     """Steps and items of one epoch on one rank."""
@@ -292,7 +269,7 @@ def run_loop(cfg: LoopConfig, ctx: DistContext, model: torch.nn.Module, dataset:
     params = [p for p in model.parameters() if p.requires_grad]
 
     state = resume if isinstance(resume, dict) else (
-        find_resume(ctx, resume, ckpt_dir) if ckpt_dir is not None else None)
+        ckpt.find_resume(ctx, resume, ckpt_dir) if ckpt_dir is not None else None)
     start = 0
     epoch_sums: dict[str, float] = {}
     if state is not None:
@@ -324,7 +301,9 @@ def run_loop(cfg: LoopConfig, ctx: DistContext, model: torch.nn.Module, dataset:
     if cfg.compile:
         train_module = torch.compile(train_module)
 
-    saver = _Saver(ctx, cfg, model, optimizer, schedule, steps_per_epoch, ckpt_dir, run_config or {}, extra)
+    saver = ckpt.RunCheckpointer(ctx, ckpt_dir, model, optimizer, schedule, steps_per_epoch, cfg.keep_last,
+                                 run_config or {}, extra,
+                                 {"seed": cfg.seed, "batch_size": cfg.batch_size, "accum_steps": cfg.accum_steps})
     logger = RunLogger(run_dir, ctx.is_main, total, start, progress=cfg.progress, print_every=cfg.print_every,
                        name=cfg.name, show=cfg.show, write_steps=cfg.metrics_per == "step")
     logger.message(f"{cfg.name}{': ' + describe if describe else ''}: {total} steps ({steps_per_epoch}/epoch), "
@@ -452,47 +431,3 @@ def _warn_other_layout(state: dict, world_size: int, cfg: LoopConfig) -> None:
                       f"batch_size={sampler.get('batch_size')}, accum_steps={sampler.get('accum_steps')}; "
                       f"now {world_size}/{cfg.batch_size}/{cfg.accum_steps}: training continues, "
                       f"but the data order will differ from an uninterrupted run")
-
-
-class _Saver:
-    """Checkpoints on rank 0 with every rank's RNG state; all ranks learn whether it worked."""
-
-    def __init__(self, ctx: DistContext, cfg: LoopConfig, model, optimizer, schedule: WarmupCosine,
-                 steps_per_epoch: int, ckpt_dir: Optional[Path], run_config: dict, extra: dict):
-        self.ctx, self.cfg, self.model, self.optimizer, self.schedule = ctx, cfg, model, optimizer, schedule
-        self.steps_per_epoch, self.ckpt_dir, self.run_config, self.extra = steps_per_epoch, ckpt_dir, run_config, extra
-
-    def save(self, step: int, last: dict, epoch_sums: dict) -> Optional[Path]:
-        if self.ckpt_dir is None:
-            return None
-        ctx, cfg, schedule = self.ctx, self.cfg, self.schedule
-        rng = all_gather_objects(ctx, ckpt.capture_rng_state())  # a collective: every rank
-        path = ckpt.checkpoint_path(self.ckpt_dir, step)
-        error: Optional[str] = None
-        if ctx.is_main:
-            epoch, into_epoch = divmod(step, self.steps_per_epoch)
-            state = {
-                "step": step,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": {"kind": "warmup_cosine", "peak": schedule.peak, "total_steps": schedule.total_steps,
-                             "warmup_steps": schedule.warmup_steps, "floor": schedule.floor},
-                "scaler": None,  # bf16 autocast needs no loss scaling
-                "rng": rng,
-                "sampler": {"epoch": epoch, "steps_into_epoch": into_epoch, "seed": cfg.seed,
-                            "world_size": ctx.world_size, "batch_size": cfg.batch_size,
-                            "accum_steps": cfg.accum_steps},
-                "config": self.run_config,
-                "metrics": {k: v for k, v in last.items() if isinstance(v, (int, float))},
-                "epoch_sums": dict(epoch_sums),
-                "extra": json.dumps(self.extra, default=str),
-            }
-            try:
-                ckpt.save_checkpoint(path, state)
-                ckpt.prune_checkpoints(self.ckpt_dir, cfg.keep_last)
-            except Exception as exc:  # report on every rank instead of leaving the others hanging
-                error = f"{path}: checkpoint not written ({type(exc).__name__}: {exc})"
-        error = broadcast_object(ctx, error)
-        if error:
-            raise EchoFMError(error)
-        return path
