@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from echofm.datasets import DatasetError, phantom_task_dataset
-from echofm.datasets.clips import IGNORE, ClipDataset
+from echofm.datasets.clips import ClipDataset
 from echofm.datasets.phantom import phantom_label_maps, split_counts
+from echofm.labels import IGNORE
 from echofm.phantom import PhantomConfig, case_seed, generate_case
 
 CONFIG = PhantomConfig(size=48, num_frames=20, fps=10.0)

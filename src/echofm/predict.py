@@ -27,13 +27,11 @@ import torch
 
 from echofm.errors import EchoFMError
 from echofm.files import atomic_write, save_npy_atomic, write_csv_atomic, write_json_atomic
+from echofm.labels import LV_CAVITY, STRUCTURE_COLOURS
 from echofm.precision import autocast
 from echofm.tasks.adapter import TaskModel
 
 log = logging.getLogger("echofm.predict")
-
-# Label value of the LV cavity in segmentation runs (the CAMUS numbering the tasks use).
-LV_CAVITY = 1
 
 
 @dataclass
@@ -244,8 +242,6 @@ def overlay_frames(frames: np.ndarray, masks: np.ndarray, size: int, alpha: floa
     """uint8 RGB [T, size, size, 3]: each frame (upscaled, bilinear) with its label map
     (upscaled, nearest) blended in the structure colours of the evaluation figures."""
     import cv2
-
-    from echofm.tasks.plots import STRUCTURE_COLOURS
 
     out = np.empty((len(frames), size, size, 3), np.uint8)
     for t, (frame, labels) in enumerate(zip(frames, masks)):

@@ -27,8 +27,8 @@ from typing import Optional
 import numpy as np
 
 from echofm.datasets.base import DatasetError, DatasetIndex, Frames, Sample, SkipLog, finish
+from echofm.labels import CAMUS_VIEWS
 
-VIEWS = {"2CH": "A2C", "4CH": "A4C"}
 SPLIT_FILES = {"subgroup_training.txt": "train", "subgroup_validation.txt": "val", "subgroup_testing.txt": "test"}
 _MET_TYPES = {"MET_UCHAR": np.uint8, "MET_CHAR": np.int8, "MET_USHORT": np.uint16, "MET_SHORT": np.int16,
               "MET_UINT": np.uint32, "MET_INT": np.int32, "MET_FLOAT": np.float32, "MET_DOUBLE": np.float64}
@@ -195,7 +195,7 @@ def read_camus(root: str | Path, require_masks: bool = False, strict: bool = Fal
             split = "test"
         else:
             split = "train"
-        for tag, view in VIEWS.items():
+        for tag, view in CAMUS_VIEWS.items():
             base = f"{name}_{tag}"
             info_path = pdir / f"Info_{tag}.cfg"
             info = read_info(info_path)

@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from echofm.datasets.base import Sample
-
-IGNORE = 255
+from echofm.labels import IGNORE
 
 
 def to_model_frames(frames: np.ndarray, size: int) -> torch.Tensor:

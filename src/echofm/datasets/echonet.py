@@ -25,11 +25,11 @@ from matplotlib.path import Path as PolygonPath
 
 from echofm.datasets.base import (DatasetError, DatasetIndex, Sample, SkipLog, finish, normalise_split,
                                   parse_float, read_csv_rows)
+from echofm.labels import LV_CAVITY
 
 FILELIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames",
                     "Split")
 TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
-LV_CAVITY = 1
 
 
 def stem(name: str) -> str:

@@ -18,8 +18,7 @@ from typing import Sequence
 
 from echofm.datasets.base import DatasetError, DatasetIndex, Sample, SkipLog, finish, parse_float, read_csv_rows
 from echofm.datasets.echonet import ed_es_by_area, read_tracings, stem, traced_masks
-
-VIEWS = ("A4C", "PSAX")
+from echofm.labels import PEDIATRIC_VIEWS
 
 
 def fold_to_split(fold: int, val_folds: Sequence[int], test_folds: Sequence[int]) -> str:
@@ -30,7 +29,7 @@ def fold_to_split(fold: int, val_folds: Sequence[int], test_folds: Sequence[int]
     return "train"
 
 
-def read_pediatric(root: str | Path, views: Sequence[str] = VIEWS, val_folds: Sequence[int] = (8,),
+def read_pediatric(root: str | Path, views: Sequence[str] = PEDIATRIC_VIEWS, val_folds: Sequence[int] = (8,),
                    test_folds: Sequence[int] = (9,), require_tracings: bool = False,
                    strict: bool = False) -> DatasetIndex:
     """Index EchoNet-Pediatric at ``root`` (folders ``A4C``/``PSAX``; missing view folders are an error)."""
@@ -38,8 +37,8 @@ def read_pediatric(root: str | Path, views: Sequence[str] = VIEWS, val_folds: Se
     skips = SkipLog("pediatric", strict)
     samples: list[Sample] = []
     for view in views:
-        if view not in VIEWS:
-            raise DatasetError(f"{root}: unknown EchoNet-Pediatric view {view!r} (expected one of {', '.join(VIEWS)})")
+        if view not in PEDIATRIC_VIEWS:
+            raise DatasetError(f"{root}: unknown EchoNet-Pediatric view {view!r} (expected one of {', '.join(PEDIATRIC_VIEWS)})")
         folder = root / view
         filelist = folder / "FileList.csv"
         rows = read_csv_rows(filelist, ("FileName", "EF", "Split"))

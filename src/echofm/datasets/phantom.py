@@ -27,11 +27,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from echofm.datasets.base import SPLITS, DatasetError, DatasetIndex, Frames, Sample
+from echofm.labels import AR_CLASSES, LEFT_ATRIUM, LV_CAVITY, YES_NO
 
-STRUCTURES = ("chambers", "lv")
+STRUCTURE_SETS = ("chambers", "lv")
 LABELLED = ("ed_es", "all")
-# Phantom label values kept for segmentation: LV cavity, LV myocardium, LA (CAMUS's classes).
-_CHAMBER_LABELS = 3
 
 
 class _InMemoryFrames:
@@ -85,9 +84,10 @@ def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
 def phantom_label_maps(labels: np.ndarray, structures: str = "chambers") -> np.ndarray:
     """Phantom label maps uint8 ``[..., H, W]`` (0-6) -> task classes: 1 LV cavity, 2 LV
     myocardium, 3 LA (``chambers``) or 1 LV cavity (``lv``); everything else 0."""
-    if structures not in STRUCTURES:
-        raise DatasetError(f"phantom structures must be one of {', '.join(STRUCTURES)}, got {structures!r}")
-    highest = 1 if structures == "lv" else _CHAMBER_LABELS
+    if structures not in STRUCTURE_SETS:
+        raise DatasetError(f"phantom structures must be one of {', '.join(STRUCTURE_SETS)}, got {structures!r}")
+    # The phantom's values 0..3 are CAMUS's classes; its extra structures become background.
+    highest = LV_CAVITY if structures == "lv" else LEFT_ATRIUM
     return np.where(labels <= highest, labels, 0).astype(np.uint8)
 
 
@@ -131,10 +131,10 @@ def phantom_task_dataset(n: int, config=None, *, seed: int = 0,
         frames_with_labels = range(T) if labelled == "all" else sorted(set(truth["ed_frames"]) | set(truth["es_frames"]))
         maps = phantom_label_maps(case.labels, structures)
         masks = {int(f): np.ascontiguousarray(maps[f]) for f in frames_with_labels}
-        yes = lambda flag: "yes" if flag else "no"
+        yes = lambda flag: YES_NO[bool(flag)]
         targets = {"ef": truth["ef"], "view": view, "heart_rate": truth["heart_rate"], "edv": truth["edv"],
                    "esv": truth["esv"], "as_severity": disease["as_severity"],
-                   "aortic_regurgitation": "present" if disease["aortic_regurgitation"] else "absent",
+                   "aortic_regurgitation": AR_CLASSES[bool(disease["aortic_regurgitation"])],
                    "lvh": yes(disease["lvh"]), "reduced_ef": yes(disease["reduced_ef"])}
         meta = {"fps": truth["fps"], "pixel_spacing_mm": truth["pixel_spacing_mm"], "seed": truth["seed"],
                 "ed_frame": truth["ed_frames"][0] if truth["ed_frames"] else None,

@@ -4,11 +4,11 @@
 with its truth; ``export.write_dataset`` lays many out as a public data set would.
 """
 
-from echofm.phantom.anatomy import AS_SEVERITIES, LABELS, VIEWS, Patient
+from echofm.phantom.anatomy import Patient
 from echofm.phantom.case import (PhantomCase, PhantomConfig, case_seed, generate_case, generate_cases,
                                  sample_patient)
 
-__all__ = ["AS_SEVERITIES", "LABELS", "VIEWS", "Patient", "PhantomCase", "PhantomConfig", "case_seed",
+__all__ = ["Patient", "PhantomCase", "PhantomConfig", "case_seed",
            "generate_case", "generate_cases", "sample_patient", "FORMATS", "write_dataset"]
 
 

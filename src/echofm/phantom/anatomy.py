@@ -16,20 +16,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-VIEWS = ("A4C", "A2C", "PLAX", "PSAX")
-AS_SEVERITIES = ("none", "mild", "moderate", "severe")
-
-# Ground-truth label values (0..3 follow CAMUS; the others are our own).
-LABELS = {
-    0: "background",
-    1: "lv_cavity",
-    2: "lv_myocardium",
-    3: "left_atrium",
-    4: "rv_cavity",
-    5: "right_atrium",
-    6: "aorta",
-}
-BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, LEFT_ATRIUM, RV_CAVITY, RIGHT_ATRIUM, AORTA = range(7)
+# Ground-truth label values painted into the label maps (names in echofm.labels).
+from echofm.labels import AORTA, LEFT_ATRIUM, LV_CAVITY, LV_MYOCARDIUM, RIGHT_ATRIUM, RV_CAVITY, VIEWS
 
 # Materials: what the imaging model turns into scatterer strength, density and coherence.
 MAT_BODY, MAT_HEART_TISSUE, MAT_BLOOD, MAT_MYOCARDIUM, MAT_PERICARDIUM, MAT_VALVE, \

@@ -15,6 +15,7 @@ import numpy as np
 
 from echofm.errors import EchoFMError
 from echofm.io.clip import Clip
+from echofm.labels import STRUCTURES, VIEWS
 from echofm.phantom import anatomy as A
 from echofm.phantom import imaging as I
 
@@ -38,7 +39,7 @@ class PhantomConfig:
     size: int = 112
     num_frames: int = 48
     fps: float = 30.0
-    views: Sequence[str] = A.VIEWS
+    views: Sequence[str] = VIEWS
     heart_rate: tuple[float, float] = (50.0, 110.0)
     ef: tuple[float, float] = (15.0, 75.0)
     reduced_ef_fraction: float = 0.35
@@ -65,8 +66,8 @@ class PhantomConfig:
         if not 1.0 <= float(self.fps) <= 500.0:
             bad("fps", "must be between 1 and 500")
         views = [self.views] if isinstance(self.views, str) else list(self.views)
-        if not views or any(v not in A.VIEWS for v in views):
-            bad("views", f"each must be one of {', '.join(A.VIEWS)}")
+        if not views or any(v not in VIEWS for v in views):
+            bad("views", f"each must be one of {', '.join(VIEWS)}")
         for name, lo, hi in (("heart_rate", 30.0, 200.0), ("ef", 5.0, 90.0), ("edv", 20.0, 400.0),
                              ("systolic_fraction", 0.15, 0.6)):
             low, high = getattr(self, name)
@@ -273,9 +274,9 @@ def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Op
         patient = sample_patient(np.random.default_rng([seed, 0]), config)
     if view is None:
         view = str(np.random.default_rng([seed, 1]).choice(list(config.views)))
-    if view not in A.VIEWS:
-        raise EchoFMError(f"phantom view {view!r}: unknown (choose from {', '.join(A.VIEWS)})")
-    rng = np.random.default_rng([seed, 2, A.VIEWS.index(view)])
+    if view not in VIEWS:
+        raise EchoFMError(f"phantom view {view!r}: unknown (choose from {', '.join(VIEWS)})")
+    rng = np.random.default_rng([seed, 2, VIEWS.index(view)])
 
     T, fps, size = int(config.num_frames), float(config.fps), int(config.size)
     times = np.arange(T) / fps
@@ -349,7 +350,7 @@ def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Op
         "pixel_spacing_mm": [sector.pixel_mm, sector.pixel_mm],
         "sector": {"apex_row": sector.apex_row, "apex_col": (size - 1) / 2.0,
                    "depth_mm": sector.depth_mm, "half_angle_deg": float(np.rad2deg(sector.half_angle))},
-        "labels": {str(k): v for k, v in A.LABELS.items()},
+        "labels": {str(k): v for k, v in STRUCTURES.items()},
         "params": {
             "patient": patient.to_dict(),
             "scanner": scanner.to_dict(),

@@ -21,12 +21,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from echofm.errors import EchoFMError
+from echofm.labels import CAMUS_VIEWS, TMED_AS_LABELS
 from echofm.phantom.case import PhantomCase, PhantomConfig, case_seed, generate_case, sample_patient
 
 FORMATS = ("echonet", "camus", "dicom", "tmed", "folder")
 SPLITS = ("TRAIN",) * 6 + ("VAL", "TEST")  # 75 / 12.5 / 12.5, balanced even for small n
 CAMUS_LABEL_MAX = 3  # CAMUS ground truth has background, LV cavity, LV myocardium and LA only
-TMED_DIAGNOSIS = {"none": "no_AS", "mild": "mild_AS", "moderate": "moderate_AS", "severe": "severe_AS"}
 
 
 def split_of(index: int) -> str:
@@ -139,7 +139,7 @@ def _camus_item(out: Path, index: int, seed: int, config: PhantomConfig, save_la
     pdir = out / "database_nifti" / name
     pdir.mkdir(parents=True, exist_ok=True)
     cases = {}
-    for tag, view in (("2CH", "A2C"), ("4CH", "A4C")):
+    for tag, view in CAMUS_VIEWS.items():
         case, (ed, es) = _case_with_systole(s, config, view, patient=patient)
         cases[tag] = (case, ed, es)
     ef = float(np.mean([c.truth["ef"] for c, _, _ in cases.values()]))
@@ -303,7 +303,7 @@ def _tmed_item(out: Path, index: int, seed: int, config: PhantomConfig, save_lab
         case = generate_case(case_seed(s, k + 1), still, view=view, patient=patient)
         key = f"{study}_{k}.png"
         cv2.imwrite(str(out / "labeled" / key), case.frames[0])
-        rows.append({"query_key": key, "view_label": view, "diagnosis_label": TMED_DIAGNOSIS[patient.as_severity],
+        rows.append({"query_key": key, "view_label": view, "diagnosis_label": TMED_AS_LABELS[patient.as_severity],
                      "SourceFolder": "labeled", "diagnosis_classifier_split": split, "view_classifier_split": split})
         truths.append(_truth_line(key, case, study=study))
     return {"rows": rows, "truths": truths}

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+from echofm.labels import AR_CLASSES, AS3_CLASSES, AS_GRADES
 from echofm.tasks.classification import ClassificationTask
 
 SCHEMES = ("as4", "as3", "ar", "multiclass", "multilabel")
-AS4_CLASSES = ["none", "mild", "moderate", "severe"]
-AS3_CLASSES = ["none", "early", "significant"]
-AR_CLASSES = ["absent", "present"]
 
 # Normalised raw spelling -> fine AS grade (mild-to-moderate kept apart until a scheme groups it).
 _AS_GRADES = {
@@ -75,7 +73,8 @@ class DiseaseTask(ClassificationTask):
         return scheme
 
     def classes_for(self, scheme: str) -> Optional[list[str]]:
-        return {"as4": AS4_CLASSES, "as3": AS3_CLASSES, "ar": AR_CLASSES}.get(scheme)
+        classes = {"as4": AS_GRADES, "as3": AS3_CLASSES, "ar": AR_CLASSES}.get(scheme)
+        return list(classes) if classes else None
 
     def map_label(self, raw, scheme: str) -> Optional[str]:
         return map_disease_label(raw, scheme)

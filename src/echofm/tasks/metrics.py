@@ -14,8 +14,10 @@ from typing import Optional, Sequence
 import numpy as np
 from sklearn import metrics as skm
 
-# Label values of the segmentation maps (CAMUS convention; EchoNet masks use 1 only).
-STRUCTURES = {1: "lv_cavity", 2: "lv_myocardium", 3: "la"}
+from echofm.labels import BACKGROUND, IGNORE, SEGMENTATION_CLASSES
+
+# The structures scored by default: every segmentation class but the background.
+SCORED_STRUCTURES = {value: name for value, name in enumerate(SEGMENTATION_CLASSES) if value != BACKGROUND}
 
 
 def _nan_to_none(value: float) -> Optional[float]:
@@ -103,8 +105,8 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Optio
     }
 
 
-def dice_iou(pred: np.ndarray, target: np.ndarray, labels: dict[int, str] = STRUCTURES,
-             ignore_index: int = 255) -> dict:
+def dice_iou(pred: np.ndarray, target: np.ndarray, labels: dict[int, str] = SCORED_STRUCTURES,
+             ignore_index: int = IGNORE) -> dict:
     """Dice and IoU per structure over all pixels of label maps pred/target [..., H, W].
 
     Pixels where target == ignore_index are left out. A structure absent from both maps

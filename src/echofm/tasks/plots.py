@@ -14,9 +14,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from echofm.files import atomic_write  # noqa: E402
-
-# Overlay colours of the structures 1 LV cavity, 2 LV myocardium, 3 LA (RGB in [0, 1]).
-STRUCTURE_COLOURS = {1: (0.9, 0.2, 0.2), 2: (0.2, 0.8, 0.3), 3: (0.25, 0.45, 1.0)}
+from echofm.labels import STRUCTURE_COLOURS  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

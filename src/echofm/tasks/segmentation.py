@@ -17,13 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from echofm.datasets.clips import IGNORE
+from echofm.labels import IGNORE, SEGMENTATION_CLASSES
 from echofm.tasks import metrics as M
 from echofm.tasks.adapter import TaskModel, TaskSpec
 from echofm.tasks.base import EvalOptions, Task, plots_enabled, run_windows
 from echofm.tasks.ef import ef_from_masks
 
-CLASS_NAMES = ["background", "lv_cavity", "lv_myocardium", "la"]
 OVERLAY_VIDEOS = 4
 
 
@@ -69,9 +68,9 @@ class SegmentationTask(Task):
             frames, _ = sample.load_frames()
             for m in sample.load_masks(frames.shape[1], frames.shape[2]).values():
                 highest = max(highest, int(m.max()))
-        if highest >= len(CLASS_NAMES):
-            raise ValueError(f"segmentation labels go up to {highest}; expected 0..{len(CLASS_NAMES) - 1}")
-        return TaskSpec(task=self.name, kind="segmentation", target="masks", classes=CLASS_NAMES[:highest + 1],
+        if highest >= len(SEGMENTATION_CLASSES):
+            raise ValueError(f"segmentation labels go up to {highest}; expected 0..{len(SEGMENTATION_CLASSES) - 1}")
+        return TaskSpec(task=self.name, kind="segmentation", target="masks", classes=SEGMENTATION_CLASSES[:highest + 1],
                         seg_layers=list(options.get("seg_layers") or []))
 
     def usable(self, sample, spec):
