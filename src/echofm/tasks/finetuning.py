@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -115,8 +116,6 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
     device = ctx.device
     # The same seed on every rank: identical head initialisation and label-fraction draw.
     torch.manual_seed(config.seed)
-    import numpy as np
-
     np.random.seed(config.seed)
     task = get_task(config.task)
     options = {"labels": config.labels, "seg_layers": config.seg_layers}
