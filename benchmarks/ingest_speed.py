@@ -140,6 +140,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from echofm.io import read_clip
+    from echofm.batch import BatchOptions
     from echofm.preprocess.prepare import prepare
     from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip
 
@@ -157,7 +158,7 @@ def main() -> None:
         for size in (224, 112):
             cache = tmp / f"cache{size}"
             prepare([sources["dicom_jpeg_baseline"], sources["dicom_uncompressed_rgb"], sources["video.avi"]],
-                    cache, PreprocessConfig(size=size), workers=1, progress=False)
+                    cache, PreprocessConfig(size=size), workers=1, options=BatchOptions(progress=False))
             report[f"loader_clips_per_s_{size}"] = _loader_clips_per_s(cache, size, args.workers, args.batches)
             rate, how = _reference_clips_per_s(sources["video.avi"], size, clips=6)
             report[f"reference_clips_per_s_{size}"] = rate

@@ -72,10 +72,10 @@ def save_tiny_model(path: Path, seed: int = 0) -> Path:
     """A randomly initialised tiny EchoFM saved as an echofm model directory (an --init source)."""
     import torch
 
-    from echofm import EchoFM, ModelConfig
+    from echofm import EchoFM, ModelConfig, save_model
 
     torch.manual_seed(seed)
-    EchoFM(ModelConfig(**TINY_ENCODER)).save(path)
+    save_model(EchoFM(ModelConfig(**TINY_ENCODER)), path)
     return path
 
 

@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader
 
 from echofm.datasets.cache import CacheDataset
 from echofm.errors import EchoFMError
+from echofm.batch import BatchOptions
 from echofm.preprocess.prepare import prepare
 from echofm.preprocess.transforms import PreprocessConfig
 
@@ -12,8 +13,8 @@ from echofm.preprocess.transforms import PreprocessConfig
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory, ybr_cine, lossless_still):
     out = tmp_path_factory.mktemp("cache")
-    result = prepare([ybr_cine, lossless_still], out, PreprocessConfig(size=112), workers=1, progress=False)
-    assert result.prepared == 2
+    result = prepare([ybr_cine, lossless_still], out, PreprocessConfig(size=112), workers=1, options=BatchOptions(progress=False))
+    assert result.done == 2
     return out
 
 

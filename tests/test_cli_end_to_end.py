@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from echofm.batch import input_id
 from echofm.cli import build_parser, main
 
 CLIPS, FRAMES, RAW_SIZE, MODEL_SIZE, STEPS = 6, 48, 112, 64, 3
@@ -125,10 +126,12 @@ def test_embed_shapes_resume_and_failures(pipeline, tmp_path, capsys):
     (inputs / "corrupt.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI " + b"\x01" * 300)
     out = tmp_path / "emb"
     argv = ["embed", str(inputs), "--model", str(pipeline / "pre" / "model"), "--out", str(out), "--tokens", "--quiet"]
-    assert main(argv) == 0
-    assert _last_json(capsys)["embedded"] == 3
+    assert main(argv) == 1  # corrupt.avi failed: the exit status says so
+    assert _last_json(capsys)["done"] == 3
     failures = _rows(out / "failures.csv")
-    assert [f["file"] for f in failures] == ["corrupt.avi"] and "corrupt.avi" in failures[0]["reason"]
+    assert [f["id"] for f in failures] == [input_id(inputs / "corrupt.avi")]
+    assert str(tmp_path) not in failures[0]["reason"] and "corrupt.avi" not in failures[0]["reason"]
+    assert {row["id"] for row in _rows(out / "index.csv")} == {input_id(inputs / f"clip_0000{i}.mp4") for i in range(3)}
     index = _rows(out / "index.csv")
     assert len(index) == 3
     steps, spatial = cfg.num_frames // cfg.t_patch_size, (cfg.img_size // cfg.patch_size) ** 2
@@ -139,9 +142,10 @@ def test_embed_shapes_resume_and_failures(pipeline, tmp_path, capsys):
         assert np.load(out / f"{row['id']}_frames.npy").shape == (windows, steps, cfg.embed_dim)
         assert np.load(out / f"{row['id']}_tokens.npy").shape == (windows, steps * spatial, cfg.embed_dim)
         assert int(row["dim"]) == cfg.embed_dim and int(row["frames"]) == FRAMES and row["tokens"] == "1"
-    # A second run does no work.
-    assert main(argv) == 0
-    assert _last_json(capsys) == {"embedded": 0, "skipped": 4, "failed": 0, "index": str(out / "index.csv")}
+    # A second run does no work (and still reports the input that failed before).
+    assert main(argv) == 1
+    assert _last_json(capsys) == {"done": 0, "skipped": 4, "failed": 1, "index": str(out / "index.csv"),
+                                  "failures": str(out / "failures.csv")}
     # Only the input whose output was deleted is recomputed (to the same values); the
     # other inputs' files are left alone.
     lost = out / f"{index[1]['id']}_frames.npy"
@@ -149,8 +153,8 @@ def test_embed_shapes_resume_and_failures(pipeline, tmp_path, capsys):
     others = {p: p.stat().st_mtime_ns for p in out.glob("*.npy") if not p.name.startswith(index[1]["id"])}
     assert len(others) == 6
     lost.unlink()
-    assert main(argv) == 0
-    assert _last_json(capsys)["embedded"] == 1
+    assert main(argv + ["--allow-failures"]) == 0
+    assert _last_json(capsys)["done"] == 1
     assert np.allclose(np.load(lost), before, atol=1e-6)
     assert {p: p.stat().st_mtime_ns for p in others} == others
     assert len(_rows(out / "index.csv")) == 3
@@ -223,7 +227,8 @@ def test_diagnose_on_phantom_files_and_on_the_cache(pipeline, tmp_path, capsys):
     assert [r["id"] for r in _rows(out / "diagnose.csv")] == [r["id"] for r in result["clips"]]
     assert len(result["figures"]) == 3 and all((out / f).is_file() for f in result["figures"])
     page = _check_page(out / "report.html")
-    assert "table" in page.tags and "maps/" + result["clips"][0]["id"] + ".png" in page.links
+    assert "table" in page.tags and all(figure in page.links for figure in result["figures"])
+    assert {f"maps/{r['id']}.png" for r in result["clips"]} >= set(result["figures"][1:])  # one map per example clip
     # A prepared cache carries no truth: the period comes from the pixels. A random encoder works too.
     out = tmp_path / "diag_cache"
     assert main(["diagnose", "--model", "echofm-tiny", "--data", str(pipeline / "cache"), "--out", str(out),

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from echofm.cli import build_parser, main
-from echofm.commands import demo
+from echofm.commands import demo as demo_command
+from echofm.experiments import demo
 
 
 class _Links(HTMLParser):
@@ -149,14 +150,14 @@ def test_out_folder_is_cleared_only_when_a_demo_wrote_it(tmp_path):
     foreign.mkdir()
     (foreign / "thesis.txt").write_text("keep me")
     with pytest.raises(ValueError, match="not written by `echofm demo`"):
-        demo._prepare_out(foreign)
+        demo.prepare_out(foreign)
     assert (foreign / "thesis.txt").read_text() == "keep me"
     previous = tmp_path / "previous"
-    demo._prepare_out(previous)
+    demo.prepare_out(previous)
     (previous / "pretrain").mkdir()
     (previous / "pretrain" / "old.txt").write_text("old")
     (previous / "notes.txt").write_text("user file")
-    demo._prepare_out(previous)
+    demo.prepare_out(previous)
     assert not (previous / "pretrain").exists() and (previous / "notes.txt").exists()
 
 
@@ -167,9 +168,23 @@ def test_options_have_help_and_quick_keeps_explicit_sizes():
     assert {"out", "seed", "clips", "test_clips", "steps", "size", "quick"} <= {a.dest for a in options}
     assert all(a.help and len(a.help) > 10 for a in options)
     args = parser.parse_args(["demo", "--quick", "--steps", "9"])
-    cfg = demo.build_config(args)
+    cfg = demo_command.build_config(args)
     assert cfg.steps == 9 and cfg.clips == demo.QUICK["clips"] and cfg.size == demo.QUICK["size"]
-    full = demo.build_config(parser.parse_args(["demo"]))
+    full = demo_command.build_config(parser.parse_args(["demo"]))
     assert full.steps == demo.DemoConfig().steps
     with pytest.raises(ValueError, match="multiple of 16"):
-        demo.build_config(parser.parse_args(["demo", "--size", "72"]))
+        demo_command.build_config(parser.parse_args(["demo", "--size", "72"]))
+
+
+def test_deid_audit_counts_identifiers_in_text_files_only(tmp_path):
+    from echofm.experiments.deid_audit import count_identifiers, identifier_strings
+
+    truth = {"IMG00001": {"identifiers": {"PatientName": "DOE^JANEY", "PatientID": "PX123456"}}}
+    idents = identifier_strings(truth)
+    assert {"DOE^JANEY", "JANEY", "PX123456"} <= idents and "DOE" not in idents  # parts under 4 letters are too common
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "manifest.csv").write_text("id,source\nabc,IMG00001.dcm\n")
+    assert count_identifiers(tmp_path, idents) == 0
+    (tmp_path / "failures.csv").write_text("id,reason\nabc,cannot read JANEY's file PX123456\n")
+    (tmp_path / "clips" / "abc.npy").write_bytes(b"PX123456")  # arrays are not text a person reads
+    assert count_identifiers(tmp_path, idents) == 2

@@ -81,7 +81,7 @@ def test_broken_files_raise_with_path_and_reason(color3d_cine, tmp_path):
     no_pixels = tmp_path / "report.dcm"
     ds = pydicom.dcmread(color3d_cine, stop_before_pixels=True)
     ds.save_as(no_pixels)
-    for path, reason in [(truncated, "truncated"), (random, "not a readable DICOM"),
+    for path, reason in [(truncated, "truncated"), (random, "not a DICOM file"),
                          (empty, "empty"), (no_pixels, "without pixel data")]:
         with pytest.raises(ClipReadError) as info:
             read_clip(path)
@@ -98,3 +98,61 @@ def test_encrypted_dicom_is_refused(color3d_cine, tmp_path):
     ds.save_as(path)
     with pytest.raises(ClipReadError, match="encrypted"):
         read_clip(path)
+
+
+def test_truncated_dicom_says_where_it_ends(ybr_cine, tmp_path):
+    data = ybr_cine.read_bytes()
+    header_cut, pixel_cut = tmp_path / "head.dcm", tmp_path / "seventy.dcm"
+    header_cut.write_bytes(data[:5000])
+    pixel_cut.write_bytes(data[:int(len(data) * 0.7)])
+    with pytest.raises(ClipReadError) as info:
+        read_clip(header_cut)
+    assert str(info.value) == (f"{header_cut}: truncated DICOM: file ends after 5,000 bytes, "
+                               "inside the header (before the pixel data)")
+    with pytest.raises(ClipReadError) as info:
+        read_clip(pixel_cut)
+    # 30 JPEG frames, one fragment each: the cut falls after 19 complete ones.
+    pixel_start = data.index(b"\xe0\x7f\x10\x00OB") + 12
+    assert info.value.reason == (f"truncated DICOM: pixel data ends after {int(len(data) * 0.7) - pixel_start:,} "
+                                 "bytes (19 of 30 frames complete)")
+
+
+def test_uncompressed_cut_counts_bytes(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("US1_UNCR.dcm")
+    if path is None:
+        pytest.skip("US1_UNCR.dcm not installed")
+    cut = tmp_path / "cut.dcm"
+    data = open(path, "rb").read()
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ClipReadError) as info:
+        read_clip(cut)
+    # 640 x 480 RGB = 921,600 bytes of pixel data declared; the half file holds what follows its tag.
+    present = len(data) // 2 - (data.index(b"\xe0\x7f\x10\x00O") + 12)
+    assert info.value.reason == f"truncated DICOM: pixel data ends after {present:,} of 921,600 bytes"
+
+
+def test_text_file_named_dcm_is_not_dicom(tmp_path):
+    text = tmp_path / "y.dcm"
+    text.write_text("patient list\nnot an image\n")
+    with pytest.raises(ClipReadError) as info:
+        read_clip(text)
+    assert str(info.value) == f"{text}: not a DICOM file (no DICM preamble and no readable DICOM header)"
+    assert "force" not in str(info.value)
+
+
+def test_dicom_without_preamble_is_still_read(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("US1_UNCR.dcm")
+    if path is None:
+        pytest.skip("US1_UNCR.dcm not installed")
+    raw = tmp_path / "raw.dcm"
+    ds = pydicom.dcmread(path)
+    expected = read_clip(path).frames
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(raw, implicit_vr=True, little_endian=True, enforce_file_format=False)  # the data set alone
+    assert raw.read_bytes()[128:132] != b"DICM"
+    assert np.array_equal(read_clip(raw).frames, expected)

@@ -8,10 +8,11 @@ import zipfile
 import pytest
 import torch
 
-from echofm import EchoFM, ModelConfig, autocast, export_public, load_encoder, load_model, preset
+from echofm import EchoFM, ModelConfig, autocast, export_public, load_encoder, load_model, preset, save_model
 from echofm.errors import EchoFMError
 from echofm.model import masking
 from echofm.model.periodic import mine_triplets, pixel_cycle_prior
+from echofm.model.weights import to_public_state_dict
 from tests.conftest import periodic_clips
 
 TINY = dict(img_size=32, patch_size=16, num_frames=8, t_patch_size=2, embed_dim=32, depth=2, num_heads=2,
@@ -167,7 +168,7 @@ def test_presets_build_and_embed():
 
 def test_save_and_load_round_trip(tmp_path):
     model = tiny(norm_pix_loss=False).eval()
-    model.save(tmp_path / "run")
+    save_model(model, tmp_path / "run")
     assert (tmp_path / "run" / "model.safetensors").exists() and (tmp_path / "run" / "config.json").exists()
     loaded = load_model(tmp_path / "run").eval()
     assert loaded.cfg == model.cfg
@@ -175,7 +176,7 @@ def test_save_and_load_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.embed(clips).tokens, model.embed(clips).tokens)
     single = tmp_path / "m.safetensors"
-    model.save(single)
+    save_model(model, single)
     assert load_model(single).cfg == model.cfg
 
 
@@ -194,12 +195,12 @@ def test_export_to_public_layout_and_back(tmp_path):
 
 def test_missing_and_unexpected_keys_are_named(tmp_path):
     model = tiny()
-    public = model.export_public()
+    public = to_public_state_dict(model.state_dict())
     del public["decoder_pred.weight"]
     torch.save({"model": public, "model_args": {"num_frames": 8}}, tmp_path / "partial.pth")
     with pytest.raises(EchoFMError, match="decoder_pred.weight|decoder.pred.weight"):
         load_model(tmp_path / "partial.pth")
-    public = model.export_public()
+    public = to_public_state_dict(model.state_dict())
     public["head.weight"] = torch.zeros(2)
     torch.save({"model": public, "model_args": {}}, tmp_path / "extra.pth")
     with pytest.raises(EchoFMError, match="head.weight"):
@@ -208,7 +209,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
 
 def test_encoder_only_loading(tmp_path):
     model = tiny()
-    public = {k: v for k, v in model.export_public().items()
+    public = {k: v for k, v in to_public_state_dict(model.state_dict()).items()
               if not k.startswith(("decoder", "mask_token", "prj_norm"))}
     torch.save({"model": public, "model_args": {"num_frames": 8, "num_heads": 2}}, tmp_path / "enc.pth")
     with pytest.raises(EchoFMError, match="missing keys: .*decoder"):
@@ -218,7 +219,7 @@ def test_encoder_only_loading(tmp_path):
     clips = torch.rand(1, 3, 8, 32, 32)
     with torch.no_grad():
         assert torch.allclose(partial.encoder(clips), model.encoder(clips), atol=1e-6)
-    model.save(tmp_path / "full")
+    save_model(model, tmp_path / "full")
     encoder = load_encoder(tmp_path / "full")
     with torch.no_grad():
         assert torch.equal(encoder(clips), model.encoder(clips))

@@ -8,10 +8,11 @@ import numpy as np
 import pydicom
 import pytest
 
+from echofm.batch import BatchOptions, input_id, scan_sources
 from echofm.cli import main
 from echofm.io import read_clip
 from echofm.io.dicom import ALLOWED_META
-from echofm.preprocess.prepare import prepare, scan_sources
+from echofm.preprocess.prepare import prepare
 
 TEXT_VRS = {"PN", "LO", "SH", "DA", "TM", "DT", "UI", "LT", "ST", "UT", "AE", "UC", "AS"}
 
@@ -51,16 +52,18 @@ def archive(tmp_path_factory, ybr_cine, lossless_still, deid_cine, color3d_cine)
 def prepared(archive, tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared")
     code = main(["prepare", str(archive), "--out", str(out), "--workers", "2", "--quiet"])
-    assert code == 0
+    assert code == 1  # two inputs failed: the exit status says so
     return out
 
 
-def test_good_inputs_prepared_bad_ones_listed(prepared):
+def test_good_inputs_prepared_bad_ones_listed(prepared, archive):
     manifest = _read_csv(prepared / "manifest.csv")
-    failures = {row["file"]: row["reason"] for row in _read_csv(prepared / "failures.csv")}
-    assert set(failures) == {"random.dcm", "study/truncated.dcm"}
-    assert "truncated" in failures["study/truncated.dcm"]
-    assert "not a readable DICOM" in failures["random.dcm"]
+    failures = {row["id"]: row["reason"] for row in _read_csv(prepared / "failures.csv")}
+    truncated, random = input_id(archive / "study" / "truncated.dcm"), input_id(archive / "random.dcm")
+    assert set(failures) == {truncated, random}
+    assert failures[truncated].startswith("truncated DICOM: pixel data ends after ")
+    assert failures[random] == "not a DICOM file (no DICM preamble and no readable DICOM header)"
+    assert "source" not in _read_csv(prepared / "failures.csv")[0]  # paths only with --keep-paths
     # ybr, still, mp4 and the deid cine (its duplicate collapses onto the same id)
     assert len(manifest) == 4
     by_kind = sorted((row["source_kind"], row["is_still"]) for row in manifest)
@@ -69,6 +72,10 @@ def test_good_inputs_prepared_bad_ones_listed(prepared):
         clip = np.load(prepared / row["file"], mmap_mode="r")
         assert clip.dtype == np.uint8 and clip.shape == (int(row["frames"]), 224, 224)
         assert row["file"] == f"clips/{row['id']}.npy"
+    # The ID is the hash of the input file's bytes: the duplicate and its original share one.
+    assert input_id(archive / "study" / "duplicate.dcm") == input_id(archive / "study" / "series" / "IM0001")
+    assert {row["id"] for row in manifest} == {input_id(archive / name) for name in
+                                               ("ybr.dcm", "still.dcm", "study/cine.mp4", "study/duplicate.dcm")}
     fps = sorted(float(row["fps"]) for row in manifest if row["fps"])
     assert fps == pytest.approx([18.436, 30.0, 30.0], abs=0.01)
     assert "source" not in manifest[0]
@@ -96,8 +103,9 @@ def test_no_header_value_outside_allow_list_reaches_outputs(prepared, archive):
 
 def test_rerun_does_no_work(prepared, archive):
     before = {p: p.stat().st_mtime_ns for p in (prepared / "clips").iterdir()}
-    result = prepare([archive], prepared, workers=1, progress=False)
-    assert (result.prepared, result.failed, result.skipped) == (0, 0, 7)
+    result = prepare([archive], prepared, workers=1, options=BatchOptions(progress=False))
+    assert (result.done, result.failed, result.skipped, result.failed_before) == (0, 0, 7, 2)
+    assert result.exit_status == 1  # the two failed inputs are still failed
     assert {p: p.stat().st_mtime_ns for p in (prepared / "clips").iterdir()} == before
 
 
@@ -105,20 +113,31 @@ def test_lost_clip_and_stale_temp_are_not_trusted(prepared, archive):
     rows = _read_csv(prepared / "manifest.csv")
     victim = prepared / rows[0]["file"]
     victim.unlink()  # as if the disk lost it, or the rename never happened
-    stale = prepared / "clips" / ".tmp-999-half-written.npy"
+    stale = prepared / "clips" / ".half-written.npy.x1y2.tmp"
     stale.write_bytes(b"\x93NUMPY partial")
-    result = prepare([archive], prepared, workers=1, progress=False)
-    assert result.prepared >= 1 and victim.is_file() and not stale.exists()
+    result = prepare([archive], prepared, workers=1, options=BatchOptions(progress=False))
+    assert result.done >= 1 and victim.is_file() and not stale.exists()
     assert len(_read_csv(prepared / "manifest.csv")) == len(rows)
 
 
-def test_strict_fails_and_keep_paths(archive, tmp_path):
+def test_failures_set_the_exit_status_and_keep_paths(archive, tmp_path, capsys):
     out = tmp_path / "strict"
     sources = [str(archive / "random.dcm"), str(archive / "ybr.dcm")]
-    assert main(["prepare", *sources, "--out", str(out), "--strict", "--quiet", "--workers", "1",
-                 "--keep-paths", "--size", "112"]) == 2
+    assert main(["prepare", *sources, "--out", str(out), "--quiet", "--workers", "1",
+                 "--keep-paths", "--size", "112"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"echofm prepare: 1 done, 0 skipped (finished before), 1 failed; "
+                    f"reasons in {out / 'failures.csv'}")
     rows = _read_csv(out / "manifest.csv")
     assert len(rows) == 1 and rows[0]["source"] == "ybr.dcm" and rows[0]["height"] == "112"
+    assert _read_csv(out / "failures.csv") == [{"id": input_id(archive / "random.dcm"), "source": "random.dcm",
+                                                "reason": "not a DICOM file (no DICM preamble and no readable "
+                                                          "DICOM header)"}]
+    # --allow-failures: the same truth in the tables and the last line, exit status 0
+    assert main(["prepare", *sources, "--out", str(out), "--quiet", "--size", "112", "--allow-failures"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"1 failed (1 in an earlier run; --retry-failed tries again) (allowed by --allow-failures); "
+        f"reasons in {out / 'failures.csv'}")
     # the same folder refuses another configuration rather than mixing clips
     assert main(["prepare", sources[1], "--out", str(out), "--quiet", "--size", "224"]) == 2
 

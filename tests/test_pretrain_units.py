@@ -200,6 +200,7 @@ MICRO = ["--set", "model.img_size=32", "--set", "model.patch_size=8", "--set", "
 
 def test_specs_mix_sources_and_synth_is_deterministic(tmp_path):
     from echofm.phantom import generate_case
+    from echofm.batch import BatchOptions
     from echofm.preprocess.prepare import prepare
     from echofm.preprocess.transforms import PreprocessConfig
     from echofm.train.data import build_pretrain_dataset
@@ -207,7 +208,7 @@ def test_specs_mix_sources_and_synth_is_deterministic(tmp_path):
     (tmp_path / "videos").mkdir()
     for i in range(3):
         np.save(tmp_path / "videos" / f"clip{i}.npy", generate_case(i).frames)
-    prepare([tmp_path / "videos"], tmp_path / "cache", PreprocessConfig(size=48), workers=1, progress=False)
+    prepare([tmp_path / "videos"], tmp_path / "cache", PreprocessConfig(size=48), workers=1, options=BatchOptions(progress=False))
     cfg = preset("tiny").replace(img_size=32, patch_size=8)
     mixed = build_pretrain_dataset(["synth:5", str(tmp_path / "cache")], cfg, seed=1, augment=True)
     assert len(mixed) == 8 and mixed[7].shape == (3, 16, 32, 32)

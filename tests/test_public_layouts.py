@@ -16,6 +16,7 @@ from echofm import load_model
 from echofm.config import ModelConfig
 from echofm.errors import EchoFMError
 from echofm.model.echofm import EchoFM
+from echofm.model.weights import to_public_state_dict
 
 ARG_KEYS = ("num_frames", "t_patch_size", "pred_t_dim", "sep_pos_embed", "cls_embed", "norm_pix_loss",
             "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "decoder_embed_dim",
@@ -47,12 +48,12 @@ def perturbed_model(settings: dict) -> EchoFM:
 
 
 def write_trainer_layout(model: EchoFM, path, args: dict):
-    torch.save({"model": model.export_public(), "optimizer": {}, "epoch": 2, "scaler": {},
+    torch.save({"model": to_public_state_dict(model.state_dict()), "optimizer": {}, "epoch": 2, "scaler": {},
                 "args": argparse.Namespace(model="custom", mask_ratio=0.75, **args)}, path)
 
 
 def write_release_layout(model: EchoFM, path, args: dict):
-    torch.save({"model": model.export_public(), "model_args": dict(args)}, path)
+    torch.save({"model": to_public_state_dict(model.state_dict()), "model_args": dict(args)}, path)
 
 
 @pytest.mark.parametrize("layout", ["trainer", "release"])

@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module under `echofm.commands` and exposes
 `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`; they are discovered
-here, so adding a subcommand never touches this file.
+here, so adding a subcommand never touches this file. Command modules import torch and
+the heavy parts of the library only inside `run()`, so building this parser (and any
+`--help`) stays instant.
 """
 
 from __future__ import annotations
@@ -10,10 +12,31 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 
 from echofm import __version__
 from echofm.errors import EchoFMError
+
+
+_MENTIONS_DEFAULT = re.compile(r"\bdefaults?\b", re.IGNORECASE)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help once, and only when it tells something:
+    not for a default of None or False, not for an on/off flag, and not when the help
+    text already says its default in its own words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        says_nothing = default is None or default is False or default is argparse.SUPPRESS
+        is_flag = action.nargs == 0  # store_true / store_false / store_const / count-like flags
+        if says_nothing or is_flag or _MENTIONS_DEFAULT.search(text):
+            return text
+        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text  # a required positional has no default to show
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
 def _command_modules():
@@ -30,6 +53,7 @@ def _command_modules():
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="echofm",
+        formatter_class=HelpFormatter,
         description="echofm: echocardiography video foundation models (EchoFM) — "
         "ingest, synthetic data, pretraining, adaptation and inference.",
     )
@@ -40,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
             module.NAME,
             help=module.HELP,
             description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

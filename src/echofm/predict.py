@@ -8,30 +8,26 @@ frame with the LV area curve and the EF from the ED/ES areas (segmentation).
 ``predict_study(model, path)`` reads and preprocesses any echo source first (the same
 preprocessing as ``echofm prepare``). ``predict_studies(sources, model, out_dir)`` is the
 batch job behind ``echofm predict``: one JSON per input (plus a mask file and an overlay
-video for segmentation), an index and a failures list, atomic writes, resumable.
+video for segmentation), an index and a failures list, atomic writes, resumable (the
+job skeleton is ``echofm.batch``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import logging
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from echofm.batch import BatchJob, BatchOptions, BatchSummary, input_id, model_fingerprint, scan_sources
 from echofm.errors import EchoFMError
-from echofm.files import atomic_write, save_npy_atomic, write_csv_atomic, write_json_atomic
-from echofm.labels import LV_CAVITY, STRUCTURE_COLOURS
+from echofm.files import atomic_write, save_npy_atomic, write_json_atomic
+from echofm.labels import STRUCTURE_COLOURS
 from echofm.precision import autocast
 from echofm.tasks.adapter import TaskModel
-
-log = logging.getLogger("echofm.predict")
+from echofm.tasks.registry import get_task
 
 
 @dataclass
@@ -55,9 +51,6 @@ class PredictConfig:
     mask_sector: bool = True
     overlay: bool = True
     overlay_size: int = 256
-    keep_paths: bool = False
-    retry_failed: bool = False
-    progress: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -78,18 +71,6 @@ class StudyPrediction:
     record: dict
     frames: np.ndarray
     masks: Optional[np.ndarray] = None
-
-
-@dataclass
-class PredictSummary:
-    """What a batch run did and where its tables are."""
-
-    predicted: int = 0
-    skipped: int = 0
-    failed: int = 0
-    index: Optional[Path] = None
-    failures: Optional[Path] = None
-    rows: list[dict] = field(default_factory=list)
 
 
 # --- windows ---------------------------------------------------------------------------
@@ -167,64 +148,15 @@ def predict_frames(model: TaskModel, frames: np.ndarray, fps: Optional[float] = 
     record = {"task": spec.task, "kind": spec.kind, "target": spec.target, "frames": int(len(frames)),
               "fps": fps, "size": int(cfg.img_size), "period": settings["period"], "windows": int(len(windows)),
               "window_starts": [int(w[0]) for w in windows]}
-    masks = None
-    if spec.kind == "regression":
-        values = out.reshape(-1).tolist()
-        record["prediction"] = {"value": float(np.mean(values)), "window_values": [round(v, 4) for v in values],
-                                "unit": "%" if spec.target.lower() == "ef" else None}
-    elif spec.kind in ("multiclass", "multilabel"):
-        record["prediction"] = _classification(out, spec)
-    elif segmentation:
-        from echofm.tasks.segmentation import video_probabilities
-
-        masks = video_probabilities(out, torch.from_numpy(windows), len(frames)).argmax(dim=0).numpy().astype(np.uint8)
-        record["prediction"] = segmentation_summary(masks, spec.classes, pixel_spacing)
-    else:  # pragma: no cover - TaskSpec.kind is validated when the model is built
-        raise EchoFMError(f"task kind {spec.kind!r} has no prediction output")
+    record["prediction"], masks = get_task(spec.task).summarise_prediction(out, spec, windows, len(frames),
+                                                                           pixel_spacing)
     return StudyPrediction(record=record, frames=frames, masks=masks)
-
-
-def _classification(logits: torch.Tensor, spec) -> dict:
-    multilabel = spec.kind == "multilabel"
-    window_probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)  # [W, C]
-    probs = window_probs.mean(dim=0).numpy().astype(np.float64)
-    pred = {"classes": list(spec.classes), "probabilities": dict(zip(spec.classes, map(float, probs))),
-            "window_probabilities": [[round(float(v), 5) for v in row] for row in window_probs.numpy()]}
-    if multilabel:
-        pred.update(labels=[c for c, p in zip(spec.classes, probs) if p >= 0.5], threshold=0.5)
-    else:
-        k = int(np.argmax(probs))
-        pred.update(label=spec.classes[k], confidence=float(probs[k]))
-    return pred
-
-
-def segmentation_summary(masks: np.ndarray, classes: Sequence[str],
-                         pixel_spacing: Optional[tuple[float, float]] = None) -> dict:
-    """Per-structure area curves (pixels; mm² when the spacing is known) of label maps
-    [T, H, W], and, when the LV cavity is one of the classes, the EF from the ED/ES areas
-    (``tasks.ef.ef_from_masks``: single-plane area-length volumes, ED = largest area)."""
-    from echofm.tasks.ef import ef_from_masks
-
-    T = len(masks)
-    flat = masks.reshape(T, -1)
-    areas = {name: np.count_nonzero(flat == value, axis=1).astype(int).tolist()
-             for value, name in enumerate(classes) if value > 0}
-    summary: dict = {"classes": list(classes), "mask_shape": list(masks.shape), "areas_px": areas}
-    if pixel_spacing is not None:
-        mm2 = float(pixel_spacing[0] * pixel_spacing[1])
-        summary["pixel_spacing_mm"] = [float(pixel_spacing[0]), float(pixel_spacing[1])]
-        summary["areas_mm2"] = {k: [round(a * mm2, 3) for a in v] for k, v in areas.items()}
-    if len(classes) > LV_CAVITY:
-        name = classes[LV_CAVITY]
-        summary["lv_area_px"] = areas[name]
-        ef = ef_from_masks(masks == LV_CAVITY)
-        summary["ef_from_segmentation"] = ef if ef["ef"] is not None else {**ef, "note": "no LV segmented"}
-    return summary
 
 
 def predict_study(model: TaskModel, path: str | Path, config: Optional[PredictConfig] = None) -> StudyPrediction:
     """Read any echo source (DICOM, video, NIfTI, prepared ``.npy`` ...), preprocess it as
-    ``prepare`` does at the model's side, and predict it."""
+    ``prepare`` does at the model's side, and predict it. The record's ``id`` is the
+    input's ``batch.input_id`` (the name ``predict_studies`` gives its outputs)."""
     from echofm.inference import load_study
 
     config = config or PredictConfig()
@@ -232,7 +164,7 @@ def predict_study(model: TaskModel, path: str | Path, config: Optional[PredictCo
     if clip.num_frames < 1:
         raise EchoFMError(f"{path}: no frames")
     result = predict_frames(model, clip.frames, clip.fps, config, clip.pixel_spacing)
-    result.record["content_hash"] = clip.content_hash
+    result.record["id"] = input_id(path)
     return result
 
 
@@ -281,113 +213,45 @@ def write_overlay_video(path: str | Path, frames: np.ndarray, masks: np.ndarray,
 
 # --- many studies ----------------------------------------------------------------------
 
-STATE_DIR = ".state"
-SETTINGS_FILE = "settings.json"
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """Hash of the weights (and task spec, for a task model): a resumed run must use the same model."""
-    digest = hashlib.blake2b(digest_size=16)
-    spec = getattr(model, "spec", None)
-    if spec is not None:
-        digest.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def check_settings(state: Path, settings: dict) -> None:
-    """Record a run's model and settings in ``state``; refuse to resume with different ones."""
-    path = state / SETTINGS_FILE
-    if path.exists():
-        before = json.loads(path.read_text())
-        if before != settings:
-            changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-            raise EchoFMError(f"{state.parent}: holds outputs of a different model or settings "
-                              f"({', '.join(changed)} changed); choose another --out")
-    else:
-        write_json_atomic(path, settings)
-
-
-def finished(marker: Path, out: Path, retry_failed: bool,
-             expected_files: Callable[[dict], Optional[list[str]]] = lambda record: record.get("files", [])) -> bool:
-    """A previous run's result for this input is complete: it failed (and no retry is asked),
-    or every file it wrote is still in ``out``.
-
-    ``expected_files(record)`` names the files the successful record must have left, or
-    returns None when the record no longer satisfies this run (it is then redone).
-    """
-    if not marker.exists():
-        return False
-    try:
-        record = json.loads(marker.read_text())
-    except json.JSONDecodeError:
-        return False
-    if record.get("status") == "failed":
-        return not retry_failed
-    files = expected_files(record)
-    return files is not None and all((out / name).is_file() for name in files)
-
-
 def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path, out_dir: str | Path,
-                    config: Optional[PredictConfig] = None) -> PredictSummary:
+                    config: Optional[PredictConfig] = None, options: Optional[BatchOptions] = None) -> BatchSummary:
     """Predict every echo source under ``sources`` into ``out_dir``.
 
-    Per input: ``<id>.json`` (``id`` = the first 20 hex digits of the decoded pixels'
-    hash, so no file name or path leaks into outputs), and for segmentation
-    ``<id>_masks.npy`` (uint8 [T, S, S] label maps) and ``<id>_overlay.mp4``.
-    ``index.csv`` lists the predictions, ``failures.csv`` the inputs that could not be
-    read or predicted (the batch carries on). A re-run skips inputs whose outputs exist.
+    Per input: ``<id>.json`` (``id`` = ``batch.input_id``, the hash of the file's bytes,
+    so no file name or path leaks into outputs), and for segmentation ``<id>_masks.npy``
+    (uint8 [T, S, S] label maps) and ``<id>_overlay.mp4``. ``index.csv`` lists the
+    predictions, ``failures.csv`` the inputs that could not be read or predicted (the
+    batch carries on; the summary's exit status says so). A re-run skips inputs whose
+    outputs exist; a folder written by another model or settings is refused.
     """
-    from tqdm import tqdm
-
-    from echofm.preprocess.prepare import input_key, scan_sources
     from echofm.tasks.adapter import load_task_model
 
     config = config or PredictConfig()
+    found = scan_sources(sources)  # before anything is created: a missing input leaves no folder
     run_name = None
     if not isinstance(model, TaskModel):
         run_name = str(model)
         model = load_task_model(model, map_location="cpu")
     model = model.to(config.device).eval()
-    out = Path(out_dir)
-    state = out / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
-    check_settings(state, {"model": model_fingerprint(model), "mask_sector": config.mask_sector,
-                            **window_settings(model, config)})
-    found = scan_sources(sources)
-    summary = PredictSummary()
-    bar = tqdm(found, unit="study", desc="predict", disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
-    for source in bar:
-        marker = state / f"{input_key(source)}.json"
-        if finished(marker, out, config.retry_failed):
-            summary.skipped += 1
-            continue
+    settings = {"model": model_fingerprint(model), "mask_sector": config.mask_sector, **window_settings(model, config)}
+    job = BatchJob("predict", out_dir, settings, options).open()
+    keep_paths = job.options.keep_paths
+    for item in job.run(job.pending(found)):
         try:
-            result = predict_study(model, source.path, config)
+            result = predict_study(model, item.source.path, config)
         except (EchoFMError, ValueError, OSError, RuntimeError) as exc:
             # RuntimeError: a decoder or torch failing on one odd input must not end the batch.
-            summary.failed += 1
-            log.warning("predict: %s failed: %s", source.relative, exc)
-            write_json_atomic(marker, {"status": "failed", "file": source.relative, "reason": str(exc)})
+            job.failed(item, exc)
             continue
-        files = _write_outputs(out, result, config, source.relative if config.keep_paths else None, run_name)
-        row = _index_row(result.record, files)
-        if config.keep_paths:
-            row["source"] = source.relative
-        write_json_atomic(marker, {"status": "done", "files": files, "row": row})
-        summary.predicted += 1
-    summary.rows, failures = collect_records(state)
-    summary.index = write_csv_atomic(out / "index.csv", summary.rows)
-    summary.failures = write_csv_atomic(out / "failures.csv", failures, ["file", "reason"])
-    return summary
+        files = _write_outputs(job.out, item.id, result, config, item.source.relative if keep_paths else None,
+                               run_name)
+        job.done(item, _index_row(result.record, files), files)
+    return job.finish()
 
 
-def _write_outputs(out: Path, result: StudyPrediction, config: PredictConfig, source: Optional[str],
+def _write_outputs(out: Path, ident: str, result: StudyPrediction, config: PredictConfig, source: Optional[str],
                    run_name: Optional[str]) -> list[str]:
-    record = dict(result.record)
-    ident = record.pop("content_hash")[:20]
+    record = {k: v for k, v in result.record.items() if k != "id"}
     record = {"id": ident, **({"source": source} if source else {}), **({"model": run_name} if run_name else {}),
               **record}
     files = [f"{ident}.json"]
@@ -407,34 +271,11 @@ def _write_outputs(out: Path, result: StudyPrediction, config: PredictConfig, so
 
 def _index_row(record: dict, files: list[str]) -> dict:
     pred = record["prediction"]
-    row = {"id": files[0][:-len(".json")], "task": record["task"], "frames": record["frames"],
+    row = {"task": record["task"], "frames": record["frames"],
            "fps": record["fps"] or "", "windows": record["windows"], "json": files[0]}
-    if "label" in pred:
-        row.update(prediction=pred["label"], confidence=round(pred["confidence"], 5))
-    elif "labels" in pred:
-        row["prediction"] = ";".join(pred["labels"])
-    elif "value" in pred:
-        row["prediction"] = round(pred["value"], 4)
-    elif "ef_from_segmentation" in pred:
-        ef = pred["ef_from_segmentation"]["ef"]
-        row["prediction"] = "" if ef is None else round(ef, 3)
+    row.update(get_task(record["task"]).prediction_columns(pred))
     if "masks_file" in pred:
         row["masks"] = pred["masks_file"]
     if "overlay_video" in pred:
         row["overlay"] = pred["overlay_video"]
     return row
-
-
-def collect_records(state: Path) -> tuple[list[dict], list[dict]]:
-    """(done rows, failures) from the per-input records of a resumable batch run."""
-    rows, failures = [], []
-    for marker in sorted(state.glob("*.json")):
-        if marker.name == SETTINGS_FILE:
-            continue
-        record = json.loads(marker.read_text())
-        if record.get("status") == "done":
-            rows.append(record["row"])
-        elif record.get("status") == "failed":
-            failures.append({"file": record["file"], "reason": record["reason"]})
-    return rows, failures
-

@@ -16,16 +16,14 @@ numbers per clip, averaged over its windows:
 
 The same contrast computed on the pixel map (``pixel_phase_contrast``) is the reference a
 model can be compared against. ``run_diagnostics`` does a whole folder and writes JSON,
-CSV, plots and an HTML page.
+CSV, plots and an HTML page (a resumable batch job, ``echofm.batch``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -34,9 +32,9 @@ import numpy as np
 import torch
 
 from echofm.analysis.periodicity import phase_contrast
+from echofm.batch import BatchOptions, BatchJob, BatchSummary, model_fingerprint, scan_sources
 from echofm.errors import EchoFMError
-
-log = logging.getLogger("echofm.diagnose")
+from echofm.files import write_json_atomic
 
 METRICS = ("phase_contrast", "pixel_phase_contrast", "similarity_correlation")
 TOLERANCE = 0.125  # cycles: "same phase" within 1/8 cycle, "opposite" within 1/8 of half a cycle
@@ -197,8 +195,6 @@ class DiagnoseConfig:
     device: str = "cpu"
     precision: str = "fp32"
     mask_sector: bool = True
-    keep_paths: bool = False
-    progress: bool = True
 
     def __post_init__(self) -> None:
         for name in ("stride", "max_windows", "batch_size"):
@@ -268,64 +264,76 @@ def _clean(value):
     return value
 
 
-def run_diagnostics(model_source, data: str | Path, out_dir: str | Path,
-                    config: Optional[DiagnoseConfig] = None) -> dict:
+@dataclass
+class DiagnoseRun:
+    """What ``run_diagnostics`` wrote: ``report`` (the content of diagnose.json) and the
+    batch ``summary`` (counts, failures.csv, exit status)."""
+
+    report: dict
+    summary: BatchSummary
+
+
+def run_diagnostics(model_source, data: str | Path, out_dir: str | Path, config: Optional[DiagnoseConfig] = None,
+                    options: Optional[BatchOptions] = None) -> DiagnoseRun:
     """Diagnose ``model_source`` (anything ``load_model`` reads, or an ``EchoFM``) on every
     echo source under ``data`` (a folder of studies or a prepared cache). Writes
-    ``diagnose.json`` (rows + summary), ``diagnose.csv``, ``diagnose_histograms.png``,
-    ``maps/<id>.png`` examples and ``report.html`` into ``out_dir``; returns the JSON dict.
-    Clips that cannot be read are listed under ``failures`` and skipped."""
-    from tqdm import tqdm
-
-    from echofm.files import write_csv_atomic, write_json_atomic
+    ``diagnose.json`` (rows + summary), ``diagnose.csv`` (one row per clip, by
+    ``batch.input_id``), ``failures.csv``, ``diagnose_histograms.png``, ``maps/<id>.png``
+    examples and ``report.html`` into ``out_dir``. Clips that cannot be read are listed
+    in failures.csv and skipped; a re-run skips clips already diagnosed (the job skeleton
+    is ``echofm.batch``)."""
     from echofm.inference import load_study
     from echofm.model import load_model
-    from echofm.preprocess.prepare import scan_sources
 
     config = config or DiagnoseConfig()
     data, out = Path(data), Path(out_dir)
-    if not data.exists():
-        raise EchoFMError(f"{data}: no such folder")
+    sources = scan_sources([data])  # before anything is created: a missing input leaves no folder
+    if not sources:
+        raise EchoFMError(f"{data}: no echo files found")
     model = model_source if isinstance(model_source, torch.nn.Module) else load_model(model_source)
     model = model.eval().to(config.device)
     facts = read_clip_table(data if data.is_dir() else data.parent)
-    sources = scan_sources([data])
-    if not sources:
-        raise EchoFMError(f"{data}: no echo files found")
-    out.mkdir(parents=True, exist_ok=True)
-    rows, failures, examples = [], [], []
-    for source in tqdm(sources, unit="clip", desc="diagnose", disable=not config.progress, file=sys.stderr):
-        known = facts.get(source.path.resolve(), {})
+    settings = {"model": model_fingerprint(model), "stride": config.stride, "max_windows": config.max_windows,
+                "mask_sector": config.mask_sector, "precision": config.precision}
+    job = BatchJob("diagnose", out, settings, options, index_name="diagnose.csv", unit="clip").open()
+    drawn = len(list((out / "maps").glob("*.png")))
+    for item in job.run(job.pending(sources)):
+        known = facts.get(item.source.path.resolve(), {})
         try:
-            clip = load_study(source.path, model.cfg.img_size, mask_sector=config.mask_sector)
+            clip = load_study(item.source.path, model.cfg.img_size, mask_sector=config.mask_sector)
             fps = clip.fps or known.get("fps")
             result = diagnose_clip(model, clip.frames, known.get("period_frames"), fps, config.stride,
                                    config.max_windows, config.batch_size, config.device, config.precision)
-        except (EchoFMError, ValueError, OSError) as exc:
-            log.warning("diagnose: %s failed: %s", source.relative, exc)
-            failures.append({"file": source.relative, "reason": str(exc)})
+        except (EchoFMError, ValueError, OSError, RuntimeError) as exc:
+            job.failed(item, exc)
             continue
-        row = {"id": clip.content_hash[:20], **({"source": source.relative} if config.keep_paths else {}),
-               "frames": clip.num_frames, "fps": fps, **result.row()}
-        rows.append(row)
-        if len(examples) < config.examples:
-            examples.append((row["id"], result))
+        files = []
+        if drawn < config.examples:
+            (out / "maps").mkdir(exist_ok=True)
+            title = (f"{item.id[:12]}: correlation {result.similarity_correlation:.2f}, phase contrast "
+                     f"{result.phase_contrast:.2f} (period {result.period_source})")
+            _map_figure(result.pixel_map, result.embedding_map, out / "maps" / f"{item.id}.png", title)
+            files.append(f"maps/{item.id}.png")
+            drawn += 1
+        row = {"frames": clip.num_frames, "fps": fps, **result.row()}
+        job.done(item, {k: _clean(v) for k, v in row.items()}, files)
+    summary = job.finish()
+    rows = summary.rows
     if not rows:
-        raise EchoFMError(f"{data}: no clip could be diagnosed (first failure: {failures[0]['file']}: "
-                          f"{failures[0]['reason']})")
-    summary = summarize(rows)
-    figures = _figures(rows, examples, out)
+        raise EchoFMError(f"{data}: no clip could be diagnosed (reasons in {summary.failures})")
+    figures = [_histograms(rows, out)] + sorted(f"maps/{r['id']}.png" for r in rows
+                                                if (out / "maps" / f"{r['id']}.png").is_file())
     name = getattr(getattr(model, "load_report", None), "source", None) or str(model_source)
-    result = {"model": name, "data": str(data), "config": asdict(config), "tolerance_cycles": TOLERANCE,
-              "summary": summary, "clips": [{k: _clean(v) for k, v in r.items()} for r in rows],
-              "failures": failures, "figures": figures}
-    write_json_atomic(out / "diagnose.json", result)
-    write_csv_atomic(out / "diagnose.csv", result["clips"], list(result["clips"][0].keys()) if result["clips"] else None)
-    _html(result, out)
-    return result
+    # The data folder's path is written only with keep_paths: archive paths carry patient names.
+    shown = str(data) if job.options.keep_paths else "SRC"
+    report = {"model": name, "data": shown, "config": asdict(config), "tolerance_cycles": TOLERANCE,
+              "summary": summarize(rows), "clips": rows, "failures": summary.failure_rows, "figures": figures}
+    write_json_atomic(out / "diagnose.json", report)
+    _html(report, out)
+    return DiagnoseRun(report=report, summary=summary)
 
 
-def _figures(rows: list[dict], examples: list, out: Path) -> list[str]:
+def _histograms(rows: list[dict], out: Path) -> str:
     from echofm.analysis.figures import _plt
 
     plt = _plt()
@@ -342,19 +350,15 @@ def _figures(rows: list[dict], examples: list, out: Path) -> list[str]:
     fig.tight_layout()
     fig.savefig(out / "diagnose_histograms.png", dpi=90)
     plt.close(fig)
-    names = ["diagnose_histograms.png"]
-    (out / "maps").mkdir(exist_ok=True)
-    for ident, res in examples:
-        title = (f"{ident}: correlation {res.similarity_correlation:.2f}, phase contrast "
-                 f"{res.phase_contrast:.2f} (period {res.period_source})")
-        _map_figure(plt, res.pixel_map, res.embedding_map, out / "maps" / f"{ident}.png", title)
-        names.append(f"maps/{ident}.png")
-    return names
+    return "diagnose_histograms.png"
 
 
-def _map_figure(plt, pixel: np.ndarray, embedding: np.ndarray, path: Path, title: str) -> None:
+def _map_figure(pixel: np.ndarray, embedding: np.ndarray, path: Path, title: str) -> None:
     """The two [T, T] maps side by side, each on its own colour scale: early in training the
     embedding similarities span a narrow band near 1, invisible on a fixed [-1, 1] scale."""
+    from echofm.analysis.figures import _plt
+
+    plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, m, name in ((axes[0], pixel, "pixel motion prior"), (axes[1], embedding, "embedding (per time step)")):
         off = m[~np.eye(len(m), dtype=bool)]

@@ -18,7 +18,8 @@ Video labels (EF, view): ``video_probe`` fits the same ridge on the mean-pooled 
 each video, standardised per feature over the training videos (regression, or one-hot
 targets and argmax for classes). Standardising first is what makes a closed-form probe
 fair to features whose variation between videos is small next to their common part;
-``tasks.engine``'s gradient-trained probe normalises each sample instead.
+fine-tuning's gradient-trained linear probe does the same with an affine-free batch norm
+(``model.heads.FeatureNorm``).
 
 Layouts: videos are uint8 ``[T, H, W]`` / ``[T, H, W, 3]``; model clips ``[N, 3, F, S, S]``.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from echofm.commands._options import add_batch_options, batch_options, report_batch
 
 NAME = "diagnose"
 HELP = "periodicity diagnostics of an encoder: phase contrast and embedding-vs-pixel self-similarity per clip"
@@ -13,7 +13,9 @@ DESCRIPTION = (
     "(cycle_frames, or heart_rate and fps) or phantom_truth.jsonl when present, else from the pixels), "
     "the same contrast on the pixel motion map, and the correlation between the embedding and pixel "
     "self-similarity maps. Writes OUT/diagnose.json (rows + summary), diagnose.csv, histograms, example "
-    "maps and report.html.")
+    "maps and report.html; failures.csv lists the clips that could not be diagnosed (ids as in prepare). "
+    "A re-run skips clips already diagnosed. Exit status: 0 when every clip was diagnosed, 1 when some "
+    "failed (unless --allow-failures), 2 when the command could not run.")
 
 
 def add_arguments(p) -> None:
@@ -28,10 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-mask", action="store_true", help="do not detect, blank and crop the ultrasound sector")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
-    p.add_argument("--keep-paths", action="store_true",
-                   help="write each clip's path in the outputs; off by default because archive paths may "
-                        "carry patient names")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_options(p)
 
 
 def run(args) -> int:
@@ -39,9 +38,8 @@ def run(args) -> int:
 
     config = DiagnoseConfig(stride=args.stride, max_windows=args.max_windows, batch_size=args.batch_size,
                             examples=args.examples, device=args.device, precision=args.precision,
-                            mask_sector=not args.no_mask, keep_paths=args.keep_paths, progress=not args.quiet)
-    result = run_diagnostics(args.model, args.data, args.out, config)
-    brief = {k: v["median"] for k, v in result["summary"].items() if isinstance(v, dict)}
-    print(json.dumps({"clips": result["summary"]["clips"], "failed": len(result["failures"]), "median": brief,
-                      "report": f"{args.out}/report.html"}))
-    return 0
+                            mask_sector=not args.no_mask)
+    run = run_diagnostics(args.model, args.data, args.out, config, batch_options(args))
+    summary = run.report["summary"]
+    brief = {k: v["median"] for k, v in summary.items() if isinstance(v, dict)}
+    return report_batch(run.summary, {"clips": summary["clips"], "median": brief, "report": f"{args.out}/report.html"})

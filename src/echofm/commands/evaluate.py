@@ -14,7 +14,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from echofm.datasets.registry import FORMATS
+    from echofm.choices import DATASET_FORMATS as FORMATS
 
     p.add_argument("--model", required=True, help="run directory of echofm finetune (holds task.json)")
     p.add_argument("--data", default=None, help="dataset folder or CSV (default: the one the run trained on)")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from echofm.errors import EchoFMError
     from echofm.tasks.adapter import load_task_model
     from echofm.tasks.base import EvalOptions
-    from echofm.commands.finetune import is_main_process
+    from echofm.train.distributed import is_main_process
     from echofm.tasks.engine import CONFIG, evaluate
 
     # Under torchrun the other ranks stay quiet unless something fails: rank 0 reports.

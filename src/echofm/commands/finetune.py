@@ -16,11 +16,11 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from echofm.datasets.registry import FORMATS
+    from echofm.choices import DATASET_FORMATS as FORMATS
+    from echofm.choices import DISEASE_SCHEMES as SCHEMES
+    from echofm.choices import POOLINGS, SEG_HEADS
+    from echofm.choices import TRAINING_MODES as MODES
     from echofm.tasks import TASKS
-    from echofm.model.heads import POOLINGS
-    from echofm.tasks.adapter import MODES, SEG_HEADS
-    from echofm.tasks.disease import SCHEMES
 
     p.add_argument("--task", required=True, choices=TASKS, help="what to learn")
     p.add_argument("--data", required=True, help="dataset folder (or the CSV file for --format csv)")
@@ -85,19 +85,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def default_labels(task: str, fmt: str, labels: str | None) -> str | None:
-    if labels is None and task == "disease" and fmt == "tmed":
-        return "as3"
-    return labels
-
-
 def run(args: argparse.Namespace) -> int:
     import logging
 
     from echofm.datasets import read_dataset
-    from echofm.datasets.registry import default_target
+    from echofm.datasets.registry import default_scheme, default_target
     from echofm.tasks.engine import FinetuneConfig
     from echofm.tasks.finetuning import finetune
+    from echofm.train.distributed import is_main_process
 
     # Under torchrun the other ranks stay quiet unless something fails: rank 0 reports.
     logging.basicConfig(level=logging.INFO if is_main_process() else logging.ERROR,
@@ -105,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     target = args.target or default_target(args.task, args.format)
     seg_layers = [int(x) for x in args.seg_layers.split(",")] if args.seg_layers else None
     config = FinetuneConfig(
-        task=args.task, mode=args.mode, target=target, labels=default_labels(args.task, args.format, args.labels),
+        task=args.task, mode=args.mode, target=target, labels=args.labels or default_scheme(args.task, args.format),
         epochs=args.epochs, batch_size=args.batch_size, accum_steps=args.accum_steps, blr=args.blr, lr=args.lr,
         clip_grad=args.clip_grad, compile=args.compile, weight_decay=args.weight_decay,
         layer_decay=args.layer_decay, warmup_epochs=args.warmup_epochs, label_fraction=args.label_fraction,
@@ -122,10 +117,3 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"run": str(result.run_dir), "epochs": len(result.history),
                           "train_loss": last.get("train_loss"), "best": result.best}, indent=2))
     return 0
-
-
-def is_main_process() -> bool:
-    """False on the ranks > 0 of a torchrun job (which print nothing: rank 0 reports)."""
-    import os
-
-    return os.environ.get("RANK", "0") == "0"

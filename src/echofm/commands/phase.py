@@ -26,39 +26,19 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from echofm.analysis.figures import phase_figure
-    from echofm.analysis.phase import motion_self_similarity, phase_from_embeddings, phase_from_pixels
-    from echofm.files import write_text_atomic
-    from echofm.inference import embed_frames, load_study
+    from echofm.analysis.study_phase import study_phase
 
-    src = Path(args.source)
-    out = Path(args.out or f"phase_{src.stem}")
-    out.mkdir(parents=True, exist_ok=True)
-    clip = load_study(src, args.size)
-    fps = clip.fps or args.fps
-    result = phase_from_pixels(clip.frames, fps)
-    payload = {"source": src.name, "frames": clip.num_frames, "fps": fps, "pixels": result.to_dict()}
-    emb_sim = None
+    model = None
     if args.model:
-        import numpy as np
-
         from echofm.model import load_model
 
         model = load_model(args.model).eval()
-        model_clip = load_study(src, model.cfg.img_size) if model.cfg.img_size != args.size else clip
-        emb = embed_frames(model, model_clip.frames, stride=args.stride, precision=args.precision)
-        steps = emb.frames.reshape(-1, emb.frames.shape[-1]) if len(emb.starts) > 1 else emb.frames[0]
-        frames_per_step = model.cfg.t_patch_size * args.stride
-        payload["embeddings"] = phase_from_embeddings(steps, frames_per_step, fps).to_dict()
-        z = steps / (np.linalg.norm(steps, axis=1, keepdims=True) + 1e-8)
-        emb_sim = z @ z.T
-    fig = phase_figure(clip.frames, result, motion_self_similarity(clip.frames), out / "phase.png",
-                       emb_sim, title=src.name)
-    payload["figure"] = fig.name
-    write_text_atomic(out / "phase.json", json.dumps(payload, indent=2))
+    out = Path(args.out or f"phase_{Path(args.source).stem}")
+    payload = study_phase(args.source, out, model, size=args.size, fps=args.fps, stride=args.stride,
+                          precision=args.precision)
     summary = {k: payload["pixels"][k] for k in ("cycle_frames", "heart_rate_bpm", "ed_frames", "es_frames")}
     if "embeddings" in payload:
         summary["embedding_cycle_frames"] = payload["embeddings"]["cycle_frames"]
     print(json.dumps(summary))
-    print(f"wrote {out / 'phase.json'} and {fig}")
+    print(f"wrote {out / 'phase.json'} and {out / payload['figure']}")
     return 0

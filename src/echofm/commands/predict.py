@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from echofm.commands._options import add_batch_options, batch_options, report_batch
 
 NAME = "predict"
 HELP = "apply a fine-tuned task model (view, EF, disease, segmentation) to studies: one JSON per input"
@@ -10,10 +10,12 @@ DESCRIPTION = (
     "Reads every echo source under SRC (DICOM, video, NIfTI, prepared .npy ...; folders recursively), "
     "applies the same preprocessing as `echofm prepare` at the model's size, and runs the task model "
     "written by `echofm finetune` on windows covering each whole video. Per input it writes <id>.json "
-    "(<id>: hash of the decoded pixels): class probabilities averaged over windows (view, disease), "
+    "(<id>: BLAKE2b-128 of the input file's bytes, as `b2sum -l 128 FILE` prints; the id prepare and embed give the same file): class probabilities averaged over windows (view, disease), "
     "per-window values and their mean (EF), or, for segmentation, <id>_masks.npy (uint8 label maps "
     "[T, S, S]), the area curves, the EF from the ED/ES LV areas and <id>_overlay.mp4. index.csv lists "
-    "the predictions and failures.csv the inputs that failed; a re-run skips inputs already done.")
+    "the predictions and failures.csv the inputs that failed, with the reason; a re-run skips inputs "
+    "already done. Exit status: 0 when every input was predicted, 1 when some failed (unless "
+    "--allow-failures), 2 when the command could not run.")
 
 
 def add_arguments(p) -> None:
@@ -35,11 +37,7 @@ def add_arguments(p) -> None:
     p.add_argument("--overlay-size", type=int, default=256, help="side in pixels of the overlay video")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
-    p.add_argument("--keep-paths", action="store_true",
-                   help="write each input's path (relative to its SRC) in its JSON and index.csv; off by "
-                        "default because archive paths may carry patient names")
-    p.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_options(p)
 
 
 def run(args) -> int:
@@ -47,9 +45,5 @@ def run(args) -> int:
 
     config = PredictConfig(batch_size=args.batch_size, stride=args.stride, max_windows=args.max_windows,
                            period=args.period, device=args.device, precision=args.precision,
-                           mask_sector=not args.no_mask, overlay=not args.no_overlay, overlay_size=args.overlay_size,
-                           keep_paths=args.keep_paths, retry_failed=args.retry_failed, progress=not args.quiet)
-    summary = predict_studies(args.sources, args.model, args.out, config)
-    print(json.dumps({"predicted": summary.predicted, "skipped": summary.skipped, "failed": summary.failed,
-                      "index": str(summary.index), "failures": str(summary.failures)}))
-    return 0
+                           mask_sector=not args.no_mask, overlay=not args.no_overlay, overlay_size=args.overlay_size)
+    return report_batch(predict_studies(args.sources, args.model, args.out, config, batch_options(args)))

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 
-from echofm.errors import EchoFMError
+from echofm.commands._options import add_batch_options, batch_options, report_batch
 
 NAME = "prepare"
 HELP = "turn DICOM/video/NIfTI/MHD/array/frame sources into a prepared clip cache"
 DESCRIPTION = (
     "Scan SRC folders recursively, read every echo source, blank everything outside the "
-    "ultrasound sector, crop, pad and resize, and store uint8 .npy clips named by content "
-    "hash with manifest.csv and failures.csv. Re-running resumes; --shard splits an archive "
-    "across machines."
+    "ultrasound sector, crop, pad and resize, and store uint8 clips/<id>.npy with manifest.csv "
+    "and failures.csv (<id>: BLAKE2b-128 of the input file's bytes, as `b2sum -l 128 FILE` prints; "
+    "embed, predict and diagnose use the same id). Re-running resumes; --shard splits an archive "
+    "across machines. Exit status: 0 when every input was prepared, 1 when some failed (unless "
+    "--allow-failures), 2 when the command could not run."
 )
 
 
@@ -27,12 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)),
                         help="worker processes")
     parser.add_argument("--shard", default="0/1", help="i/n: prepare only shard i of n (deterministic, no overlap)")
-    parser.add_argument("--keep-paths", action="store_true",
-                        help="add a source column (path relative to SRC) to manifest.csv; off by default because "
-                             "archive paths often contain patient names or dates")
-    parser.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
-    parser.add_argument("--strict", action="store_true", help="exit with an error if any input failed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_options(parser)
 
 
 def run(args) -> int:
@@ -41,12 +38,6 @@ def run(args) -> int:
 
     config = PreprocessConfig(size=args.size, keep_color=args.color, target_fps=args.fps,
                               mask_sector=not args.no_mask)
-    result = prepare(args.sources, args.out, config, workers=args.workers, shard=parse_shard(args.shard),
-                     keep_paths=args.keep_paths, retry_failed=args.retry_failed, progress=not args.quiet)
-    print(f"prepared {result.prepared}, skipped (done before) {result.skipped}, failed {result.failed}; "
-          f"manifest: {result.manifest}")
-    if result.failed:
-        print(f"failures are listed in {result.failures}")
-    if args.strict and result.failure_rows:
-        raise EchoFMError(f"{len(result.failure_rows)} input(s) failed (see {result.failures})")
-    return 0
+    summary = prepare(args.sources, args.out, config, workers=args.workers, shard=parse_shard(args.shard),
+                      options=batch_options(args))
+    return report_batch(summary)

@@ -27,9 +27,9 @@ def _range(text: str) -> tuple[float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from echofm.phantom.anatomy import VIEWS
-    from echofm.phantom.case import PhantomConfig
-    from echofm.phantom.export import FORMATS
+    from echofm.choices import PHANTOM_FORMATS as FORMATS
+    from echofm.labels import VIEWS
+    from echofm.phantom.config import PhantomConfig
 
     d = PhantomConfig()
     fmt = lambda r: f"{r[0]:g},{r[1]:g}"
@@ -87,12 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from echofm.phantom.case import PhantomConfig
-    from echofm.phantom.export import _DEFAULT_VIEWS, write_dataset
+    from echofm.phantom.config import PhantomConfig, default_views
+    from echofm.phantom.export import write_dataset
 
     default_size = 256 if args.format in ("camus", "dicom") else 112
     views = tuple(v.strip().upper() for v in args.views.split(",")) if args.views else \
-        _DEFAULT_VIEWS.get(args.format, PhantomConfig().views)
+        default_views(args.format)
     base = PhantomConfig()
     config = PhantomConfig(
         size=args.size or default_size,

@@ -4,10 +4,22 @@ from generated phantoms in memory.
 
 ``read_dataset(format, root, ...)`` dispatches to the readers; each returns a
 ``DatasetIndex`` of ``Sample``s (see ``echofm.datasets.base`` for the skip policy).
+The names are imported on first use (the readers load numpy).
 """
 
-from echofm.datasets.base import DatasetError, DatasetIndex, Sample, load_video
-from echofm.datasets.phantom import phantom_task_dataset
-from echofm.datasets.registry import FORMATS, read_dataset
+_PUBLIC = {
+    "DatasetError": "echofm.datasets.base", "DatasetIndex": "echofm.datasets.base", "Sample": "echofm.datasets.base",
+    "load_video": "echofm.datasets.base",
+    "phantom_task_dataset": "echofm.datasets.phantom",
+    "FORMATS": "echofm.datasets.registry", "read_dataset": "echofm.datasets.registry",
+}
 
-__all__ = ["DatasetError", "DatasetIndex", "FORMATS", "Sample", "load_video", "phantom_task_dataset", "read_dataset"]
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'echofm.datasets' has no attribute {name!r}")

@@ -17,6 +17,9 @@ set, without writing files. Each sample carries:
 Views cycle through ``config.views`` (case i is ``views[i % len(views)]``), so every
 split holds every view in the same proportion. Case i is made from
 ``case_seed(seed, i)``: the same arguments give the same pixels and labels.
+
+``read_prepared_phantoms`` is the on-disk counterpart: phantom files written by
+``echofm synth`` and prepared by ``echofm prepare --keep-paths``, joined to their truth.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from echofm.datasets.base import SPLITS, DatasetError, DatasetIndex, Frames, Sample
+from echofm.datasets.base import SPLITS, DatasetError, DatasetIndex, Frames, Sample, read_csv_rows
 from echofm.labels import AR_CLASSES, LEFT_ATRIUM, LV_CAVITY, YES_NO
 
 STRUCTURE_SETS = ("chambers", "lv")
@@ -144,3 +147,51 @@ def phantom_task_dataset(n: int, config=None, *, seed: int = 0,
                               frames_loader=_InMemoryFrames(case.frames, truth["fps"]),
                               masks_loader=_InMemoryMasks(masks) if masks else None, meta=meta))
     return DatasetIndex(name="phantom", root=Path(f"phantom-seed{seed}"), samples=samples)
+
+
+# --- phantoms written to disk and prepared ---------------------------------------------------
+
+TRUTH_FILE = "phantom_truth.jsonl"
+
+
+def read_phantom_truth(folder: str | Path) -> dict[str, dict]:
+    """The truth records of a phantom set written by ``echofm synth``, by item name."""
+    import json
+
+    path = Path(folder) / TRUTH_FILE
+    if not path.is_file():
+        raise DatasetError(f"{path}: no phantom truth (not a folder written by echofm synth)")
+    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {rec["name"]: rec for rec in records}
+
+
+def read_prepared_phantoms(sets: dict[str, tuple[str | Path, str | Path]]) -> DatasetIndex:
+    """Prepared phantom clips with their truth as a ``DatasetIndex``.
+
+    sets: split -> (phantom folder of ``echofm synth``, its cache from ``echofm prepare
+    --keep-paths``). Clips are joined to their truth through the manifest's ``source``
+    column; a clip whose frame count changed in preparation is left out (its per-frame
+    truth would not line up). Samples: ``path`` the prepared ``.npy`` (uint8 ``[T, H, W]``),
+    targets ``ef`` (%) and ``view``; meta ``lv_volume`` per frame (mL), ``ed_frames``,
+    ``es_frames``, ``fps``, ``seed``.
+    """
+    samples, skipped, root = [], [], None
+    for split, (phantoms, cache) in sets.items():
+        cache = Path(cache)
+        root = root or cache.parent
+        truth = read_phantom_truth(phantoms)
+        rows = read_csv_rows(cache / "manifest.csv", ("file", "source", "frames"))
+        for row in sorted(rows, key=lambda r: r["source"]):
+            name = Path(row["source"]).stem
+            rec = truth.get(name)
+            if rec is None:
+                skipped.append((row["source"], "not a phantom of this set"))
+                continue
+            if int(row["frames"]) != rec["num_frames"]:
+                skipped.append((row["source"], f"{row['frames']} frames prepared, {rec['num_frames']} generated"))
+                continue
+            samples.append(Sample(id=f"{split}/{name}", path=cache / row["file"], split=split,
+                                  targets={"ef": rec["ef"], "view": rec["view"]},
+                                  meta={"lv_volume": rec["lv_volume"], "ed_frames": rec["ed_frames"],
+                                        "es_frames": rec["es_frames"], "fps": rec["fps"], "seed": rec["seed"]}))
+    return DatasetIndex(name="phantom", root=root or Path("."), samples=samples, skipped=skipped)

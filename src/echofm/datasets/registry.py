@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from echofm.choices import DATASET_FORMATS as FORMATS
 from echofm.datasets.base import DatasetError, DatasetIndex
 
-FORMATS = ("echonet", "camus", "tmed", "lvh", "pediatric", "csv")
 # Which label a task learns when --target is not given, where it differs from the task's own default.
 _DEFAULT_TARGETS = {("disease", "tmed"): "diagnosis", ("view", "csv"): "label", ("ef", "csv"): "label"}
 
@@ -15,6 +15,12 @@ _DEFAULT_TARGETS = {("disease", "tmed"): "diagnosis", ("view", "csv"): "label", 
 def default_target(task: str, fmt: str) -> Optional[str]:
     """The label a task reads from a format by default (None: the task's own default)."""
     return _DEFAULT_TARGETS.get((task, fmt))
+
+
+def default_scheme(task: str, fmt: str) -> Optional[str]:
+    """The disease label scheme a format implies when none is given: TMED-2's AS grades
+    group as its 3 classes (``as3``); elsewhere None (the task's own default)."""
+    return "as3" if task == "disease" and fmt == "tmed" else None
 
 
 def read_dataset(fmt: str, root: str | Path, task: Optional[str] = None, target: Optional[str] = None,

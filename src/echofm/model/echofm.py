@@ -356,15 +356,3 @@ class EchoFM(nn.Module):
         """The pixel-space cycle prior [N, T, T] used by the ``cycle`` objective."""
         self.check_clips(clips)
         return periodic.pixel_cycle_prior(clips, self.cfg.t_grid_size, self.cfg.prior_center_alpha)
-
-    def save(self, path, metadata: Optional[dict] = None) -> None:
-        """Save as safetensors weights + JSON config (see echofm.model.weights)."""
-        from echofm.model.weights import save_model
-
-        save_model(self, path, metadata)
-
-    def export_public(self) -> dict[str, torch.Tensor]:
-        """State dict in the public EchoFM layout (runs in the public code unchanged)."""
-        from echofm.model.weights import to_public_state_dict
-
-        return to_public_state_dict(self.state_dict())

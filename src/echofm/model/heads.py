@@ -29,8 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from echofm.choices import POOLINGS
 
-POOLINGS = ("mean", "stats")
+
 NORMS = ("batch", "layer")
 
 

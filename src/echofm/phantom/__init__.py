@@ -1,20 +1,24 @@
 """Synthetic echocardiography with exact ground truth (the embedded default data).
 
 ``generate_case(seed, config)`` makes one clip (uint8 ``[T, H, W]`` frames and label maps)
-with its truth; ``export.write_dataset`` lays many out as a public data set would.
+with its truth; ``export.write_dataset`` lays many out as a public data set would. The
+names are imported on first use (the generator loads numpy and OpenCV).
 """
 
-from echofm.phantom.anatomy import Patient
-from echofm.phantom.case import (PhantomCase, PhantomConfig, case_seed, generate_case, generate_cases,
-                                 sample_patient)
+_PUBLIC = {
+    "Patient": "echofm.phantom.physiology",
+    "PhantomConfig": "echofm.phantom.config",
+    "PhantomCase": "echofm.phantom.case", "case_seed": "echofm.phantom.case", "generate_case": "echofm.phantom.case",
+    "generate_cases": "echofm.phantom.case", "sample_patient": "echofm.phantom.case",
+    "FORMATS": "echofm.phantom.export", "write_dataset": "echofm.phantom.export",
+}
 
-__all__ = ["Patient", "PhantomCase", "PhantomConfig", "case_seed",
-           "generate_case", "generate_cases", "sample_patient", "FORMATS", "write_dataset"]
+__all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name):
-    # The exporters pull in video/NIfTI/DICOM writers; import them only when asked.
-    if name in ("FORMATS", "write_dataset"):
-        from echofm.phantom import export
-        return getattr(export, name)
-    raise AttributeError(name)
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'echofm.phantom' has no attribute {name!r}")

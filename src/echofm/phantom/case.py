@@ -8,84 +8,18 @@ study holds several views of one heart) but re-draws the acquisition.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Iterator, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
 
 import numpy as np
 
 from echofm.errors import EchoFMError
 from echofm.io.clip import Clip
 from echofm.labels import STRUCTURES, VIEWS
+from echofm.phantom.config import PhantomConfig
 from echofm.phantom import anatomy as A
+from echofm.phantom import physiology as P
 from echofm.phantom import imaging as I
-
-
-@dataclass
-class PhantomConfig:
-    """What to generate; ranges are ``(low, high)`` and drawn uniformly per clip.
-
-    size: output frames are ``size x size`` pixels. num_frames, fps: clip length and rate.
-    views: views to draw from (A4C, A2C, PLAX, PSAX). heart_rate: bpm (40-150 in practice).
-    ef: ejection fraction in percent (10-80). reduced_ef_fraction: share of hearts with
-    EF < 50 when ``ef`` straddles 50. edv: end-diastolic volume in mL before remodelling.
-    systolic_fraction: systole / RR at 70 bpm. rr_variability: beat-to-beat RR spread
-    (relative SD). irregular_fraction: share with an irregular (AF-like) rhythm.
-    lvh_fraction: share with LV hypertrophy. as_fraction: share with aortic stenosis
-    (mild/moderate/severe equally). ar_fraction: share with aortic regurgitation.
-    probe_motion, breathing, noise: scales of probe drift, respiratory motion and receive
-    noise (0 turns motion off).
-    """
-
-    size: int = 112
-    num_frames: int = 48
-    fps: float = 30.0
-    views: Sequence[str] = VIEWS
-    heart_rate: tuple[float, float] = (50.0, 110.0)
-    ef: tuple[float, float] = (15.0, 75.0)
-    reduced_ef_fraction: float = 0.35
-    edv: tuple[float, float] = (80.0, 160.0)
-    systolic_fraction: tuple[float, float] = (0.30, 0.42)
-    rr_variability: float = 0.04
-    irregular_fraction: float = 0.1
-    lvh_fraction: float = 0.2
-    as_fraction: float = 0.3
-    ar_fraction: float = 0.1
-    probe_motion: float = 1.0
-    breathing: float = 1.0
-    noise: float = 1.0
-
-    def validate(self) -> "PhantomConfig":
-        """Raise ``EchoFMError`` naming the field and the reason when a setting is unusable."""
-        def bad(name, why):
-            raise EchoFMError(f"phantom config {name}={getattr(self, name)!r}: {why}")
-
-        if not 32 <= int(self.size) <= 1024:
-            bad("size", "must be between 32 and 1024 pixels")
-        if int(self.num_frames) < 1:
-            bad("num_frames", "must be at least 1")
-        if not 1.0 <= float(self.fps) <= 500.0:
-            bad("fps", "must be between 1 and 500")
-        views = [self.views] if isinstance(self.views, str) else list(self.views)
-        if not views or any(v not in VIEWS for v in views):
-            bad("views", f"each must be one of {', '.join(VIEWS)}")
-        for name, lo, hi in (("heart_rate", 30.0, 200.0), ("ef", 5.0, 90.0), ("edv", 20.0, 400.0),
-                             ("systolic_fraction", 0.15, 0.6)):
-            low, high = getattr(self, name)
-            if not lo <= low <= high <= hi:
-                bad(name, f"needs {lo} <= low <= high <= {hi}")
-        for name in ("reduced_ef_fraction", "irregular_fraction", "lvh_fraction", "as_fraction", "ar_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                bad(name, "must be a fraction in [0, 1]")
-        for name in ("rr_variability", "probe_motion", "breathing", "noise"):
-            if getattr(self, name) < 0:
-                bad(name, "must not be negative")
-        self.views = tuple(views)
-        return self
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["views"] = list(self.views)
-        return d
 
 
 @dataclass
@@ -102,10 +36,10 @@ class PhantomCase:
     frames: np.ndarray
     labels: np.ndarray
     truth: dict
-    _patient: A.Patient = field(repr=False, default=None)
+    _patient: P.Patient = field(repr=False, default=None)
     _layout: A.ViewLayout = field(repr=False, default=None)
     _sector: I.Sector = field(repr=False, default=None)
-    _lv: A.LVGeometry = field(repr=False, default=None)
+    _lv: P.LVGeometry = field(repr=False, default=None)
     _pose: np.ndarray = field(repr=False, default=None)
 
     @property
@@ -161,7 +95,7 @@ def _draw(rng, lo_hi):
     return float(rng.uniform(lo, hi)) if hi > lo else float(lo)
 
 
-def sample_patient(rng: np.random.Generator, config: PhantomConfig) -> A.Patient:
+def sample_patient(rng: np.random.Generator, config: PhantomConfig) -> P.Patient:
     """A random heart within ``config``'s ranges, with its pathology."""
     lo, hi = config.ef
     if lo < 50.0 < hi:
@@ -181,7 +115,7 @@ def sample_patient(rng: np.random.Generator, config: PhantomConfig) -> A.Patient
     edv *= 1.25 if ar else 1.0                       # volume overload
     hr = _draw(rng, config.heart_rate)
     sys_frac = _draw(rng, config.systolic_fraction) + 0.0015 * (hr - 70.0)
-    return A.Patient(
+    return P.Patient(
         heart_rate=hr,
         rr_variability=float(config.rr_variability),
         irregular=bool(rng.random() < config.irregular_fraction),
@@ -230,7 +164,7 @@ def _pose_track(times: np.ndarray, config: PhantomConfig, rng: np.random.Generat
     return np.stack([rot, tx, ty], axis=1)
 
 
-def _material_coords(layout: A.ViewLayout, lv: A.LVGeometry, x: np.ndarray, y: np.ndarray):
+def _material_coords(layout: A.ViewLayout, lv: P.LVGeometry, x: np.ndarray, y: np.ndarray):
     """Where each heart-frame point ``[T, N]`` sat at end-diastole (approximately): the
     LV region is stretched back along and across its axis, fading to rigid far away."""
     col = lambda v: np.asarray(v, np.float32).reshape(-1, 1)
@@ -261,7 +195,7 @@ def case_seed(seed: int, index: int) -> int:
 
 
 def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Optional[str] = None,
-                  patient: Optional[A.Patient] = None) -> PhantomCase:
+                  patient: Optional[P.Patient] = None) -> PhantomCase:
     """Generate one clip and its exact ground truth; deterministic for ``seed``.
 
     ``view`` overrides the view drawn from ``config.views``; ``patient`` overrides the
@@ -280,9 +214,9 @@ def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Op
 
     T, fps, size = int(config.num_frames), float(config.fps), int(config.size)
     times = np.arange(T) / fps
-    beats = A.plan_beats(patient, T / fps, fps, rng)
-    state = A.cardiac_state(patient, beats, times)
-    lv = A.lv_geometry(patient, state["volume"])
+    beats = P.plan_beats(patient, T / fps, fps, rng)
+    state = P.cardiac_state(patient, beats, times)
+    lv = P.lv_geometry(patient, state["volume"])
     layout = A.sample_layout(view, patient, lv, rng)
     scanner = I.sample_scanner(layout.depth_mm, rng, noise_scale=config.noise)
     sector = I.make_sector(size, size, scanner)
@@ -321,7 +255,7 @@ def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Op
     labels = np.zeros((T, size, size), np.uint8)
     labels[:, rows, cols] = lab
 
-    ed_frames, es_frames = A.key_frames(beats, state["volume"], fps)
+    ed_frames, es_frames = P.key_frames(beats, state["volume"], fps)
     shown = [b for b in beats if b.start < T / fps and b.start + b.rr > 0]
     edv = float(np.mean([b.edv for b in shown]))
     esv = float(np.mean([b.esv for b in shown]))

@@ -25,12 +25,12 @@ import torch.nn as nn
 from echofm.config import ModelConfig
 from echofm.errors import EchoFMError
 from echofm.model.echofm import VideoEncoder
-from echofm.model.heads import (POOLINGS, AttentiveProbe, LinearProbe, LinearSegmentationProbe, RegressionHead,
+from echofm.choices import POOLINGS, SEG_HEADS
+from echofm.choices import TRAINING_MODES as MODES
+from echofm.model.heads import (AttentiveProbe, LinearProbe, LinearSegmentationProbe, RegressionHead,
                                 SegmentationDecoder, default_layers)
 from echofm.files import atomic_write
 
-MODES = ("linear", "attentive", "full")
-SEG_HEADS = ("linear", "unetr")
 KINDS = ("regression", "multiclass", "multilabel", "segmentation")
 TASK_FILE = "task.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -60,6 +60,19 @@ class Task:
         """(metrics, per-video prediction records) on whole videos."""
         raise NotImplementedError
 
+    def summarise_prediction(self, outputs: torch.Tensor, spec: TaskSpec, windows, num_frames: int,
+                             pixel_spacing: Optional[tuple[float, float]] = None) -> tuple[dict, Optional["np.ndarray"]]:
+        """What ``predict`` reports for one video from the model's per-window outputs
+        (``[W, ...]``, float32 on the CPU) over ``windows`` (frame indices ``[W, F]``) of a
+        ``num_frames``-frame video: (the prediction record, per-frame label maps uint8
+        ``[T, S, S]`` or None). ``pixel_spacing``: mm per pixel of the model's frames."""
+        raise NotImplementedError
+
+    def prediction_columns(self, prediction: dict) -> dict:
+        """The headline of a ``summarise_prediction`` record for one row of an index table:
+        ``prediction`` (and ``confidence`` where the task has one)."""
+        raise NotImplementedError
+
     @staticmethod
     def main_metric(metrics: dict) -> tuple[str, float, bool]:
         """(name, value, higher_is_better) used to keep the best checkpoint."""

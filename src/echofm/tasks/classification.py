@@ -109,6 +109,26 @@ class ClassificationTask(Task):
             return F.binary_cross_entropy_with_logits(logits, batch["target"].float())
         return F.cross_entropy(logits, batch["target"])
 
+    def summarise_prediction(self, outputs, spec, windows, num_frames, pixel_spacing=None):
+        """Class probabilities averaged over the windows (and each window's); the label
+        (multi-class: the most probable; multi-label: every class at 0.5 or more)."""
+        multilabel = spec.kind == "multilabel"
+        window_probs = torch.sigmoid(outputs) if multilabel else torch.softmax(outputs, dim=-1)  # [W, C]
+        probs = window_probs.mean(dim=0).numpy().astype(np.float64)
+        pred = {"classes": list(spec.classes), "probabilities": dict(zip(spec.classes, map(float, probs))),
+                "window_probabilities": [[round(float(v), 5) for v in row] for row in window_probs.numpy()]}
+        if multilabel:
+            pred.update(labels=[c for c, p in zip(spec.classes, probs) if p >= 0.5], threshold=0.5)
+        else:
+            k = int(np.argmax(probs))
+            pred.update(label=spec.classes[k], confidence=float(probs[k]))
+        return pred, None
+
+    def prediction_columns(self, prediction):
+        if "labels" in prediction:  # multi-label
+            return {"prediction": ";".join(prediction["labels"])}
+        return {"prediction": prediction["label"], "confidence": round(prediction["confidence"], 5)}
+
     def evaluate(self, model, samples, options: EvalOptions, plots_dir: Optional[Path] = None):
         spec = model.spec
         multilabel = spec.kind == "multilabel"

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+from echofm.choices import DISEASE_SCHEMES as SCHEMES
 from echofm.labels import AR_CLASSES, AS3_CLASSES, AS_GRADES
 from echofm.tasks.classification import ClassificationTask
 
-SCHEMES = ("as4", "as3", "ar", "multiclass", "multilabel")
 
 # Normalised raw spelling -> fine AS grade (mild-to-moderate kept apart until a scheme groups it).
 _AS_GRADES = {

@@ -56,6 +56,15 @@ class EFTask(Task):
         pred = model.head_loss_input(batch["clips"])
         return F.mse_loss(pred.float(), model.head.standardise(batch["target"].float()))
 
+    def summarise_prediction(self, outputs, spec, windows, num_frames, pixel_spacing=None):
+        """The mean of the windows' values (EchoNet-Dynamic's video-level estimate) and each window's."""
+        values = outputs.reshape(-1).tolist()
+        return {"value": float(np.mean(values)), "window_values": [round(v, 4) for v in values],
+                "unit": "%" if spec.target.lower() == "ef" else None}, None
+
+    def prediction_columns(self, prediction):
+        return {"prediction": round(prediction["value"], 4)}
+
     def evaluate(self, model, samples, options: EvalOptions, plots_dir: Optional[Path] = None):
         target = model.spec.target
         clip_true, clip_pred, records = [], [], []

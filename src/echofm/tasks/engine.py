@@ -28,7 +28,7 @@ from echofm.datasets.base import DatasetIndex, Sample
 from echofm.errors import EchoFMError
 from echofm.files import atomic_write
 from echofm.model.heads import POOLINGS
-from echofm.tasks import get_task
+from echofm.tasks.registry import get_task
 from echofm.tasks.adapter import MODES, SEG_HEADS, TaskModel
 from echofm.tasks.base import EvalOptions, run_windows
 from echofm.train.distributed import (DistContext, all_gather_objects, barrier, broadcast_object, init_distributed,

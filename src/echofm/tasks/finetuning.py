@@ -42,7 +42,7 @@ from echofm.datasets.base import DatasetIndex
 from echofm.datasets.clips import ClipDataset
 from echofm.errors import EchoFMError
 from echofm.model.echofm import VideoEncoder
-from echofm.tasks import get_task
+from echofm.tasks.registry import get_task
 from echofm.tasks.adapter import TaskModel, save_task_model
 from echofm.tasks.engine import (CONFIG, FinetuneConfig, FinetuneResult, evaluate, evaluate_samples, subsample,
                                  usable_samples, write_json)

@@ -11,13 +11,13 @@ estimates EF from the segmented LV at ED and ES (``ef_from_masks``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from echofm.labels import IGNORE, SEGMENTATION_CLASSES
+from echofm.labels import IGNORE, LV_CAVITY, SEGMENTATION_CLASSES
 from echofm.tasks import metrics as M
 from echofm.tasks.adapter import TaskModel, TaskSpec
 from echofm.tasks.base import EvalOptions, Task, plots_enabled, run_windows
@@ -57,6 +57,28 @@ def video_probabilities(window_logits: torch.Tensor, indices: torch.Tensor, num_
     return total / count.clamp(min=1).view(1, num_frames, 1, 1)
 
 
+def segmentation_summary(masks: np.ndarray, classes: Sequence[str],
+                         pixel_spacing: Optional[tuple[float, float]] = None) -> dict:
+    """Per-structure area curves (pixels; mm² when the spacing is known) of label maps
+    [T, H, W], and, when the LV cavity is one of the classes, the EF from the ED/ES areas
+    (``tasks.ef.ef_from_masks``: single-plane area-length volumes, ED = largest area)."""
+    T = len(masks)
+    flat = masks.reshape(T, -1)
+    areas = {name: np.count_nonzero(flat == value, axis=1).astype(int).tolist()
+             for value, name in enumerate(classes) if value > 0}
+    summary: dict = {"classes": list(classes), "mask_shape": list(masks.shape), "areas_px": areas}
+    if pixel_spacing is not None:
+        mm2 = float(pixel_spacing[0] * pixel_spacing[1])
+        summary["pixel_spacing_mm"] = [float(pixel_spacing[0]), float(pixel_spacing[1])]
+        summary["areas_mm2"] = {k: [round(a * mm2, 3) for a in v] for k, v in areas.items()}
+    if len(classes) > LV_CAVITY:
+        name = classes[LV_CAVITY]
+        summary["lv_area_px"] = areas[name]
+        ef = ef_from_masks(masks == LV_CAVITY)
+        summary["ef_from_segmentation"] = ef if ef["ef"] is not None else {**ef, "note": "no LV segmented"}
+    return summary
+
+
 class SegmentationTask(Task):
     name = "segment"
     default_target = "masks"
@@ -86,6 +108,18 @@ class SegmentationTask(Task):
             return logits.sum() * 0.0
         ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE)
         return ce + soft_dice_loss(logits, target)
+
+    def summarise_prediction(self, outputs, spec, windows, num_frames, pixel_spacing=None):
+        """Label maps of every frame (the windows' probabilities averaged per frame, then the
+        most probable class) and their ``segmentation_summary``."""
+        probs = video_probabilities(outputs, torch.as_tensor(windows), num_frames)
+        masks = probs.argmax(dim=0).numpy().astype(np.uint8)
+        return segmentation_summary(masks, spec.classes, pixel_spacing), masks
+
+    def prediction_columns(self, prediction):
+        """The EF from the segmented ED/ES areas (blank without an LV class or an LV found)."""
+        ef = prediction.get("ef_from_segmentation", {}).get("ef")
+        return {"prediction": "" if ef is None else round(ef, 3)}
 
     def evaluate(self, model, samples, options: EvalOptions, plots_dir: Optional[Path] = None):
         spec = model.spec

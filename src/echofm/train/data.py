@@ -86,7 +86,7 @@ class VideoFolder(Dataset):
     """
 
     def __init__(self, root: Path, cfg: ModelConfig, seed: int, stride: int = 1):
-        from echofm.preprocess.prepare import scan_sources
+        from echofm.batch import scan_sources
 
         self.root, self.cfg, self.seed, self.stride, self.epoch = root, cfg, seed, stride, 0
         self.files = [s.path for s in scan_sources([root])]

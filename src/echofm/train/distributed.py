@@ -1,7 +1,7 @@
 """Process-group setup for one process or ``torchrun``, and the few collectives we use.
 
-Every helper here is a collective when a process group is active: call it on every rank,
-in the same order (never inside ``if rank == 0``), or the job hangs.
+Every helper here but ``is_main_process`` is a collective when a process group is active:
+call it on every rank, in the same order (never inside ``if rank == 0``), or the job hangs.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ class DistContext:
     @property
     def active(self) -> bool:
         return self.world_size > 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 of a ``torchrun`` job, and in a plain process (reads RANK only: no group needed)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

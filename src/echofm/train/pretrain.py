@@ -3,7 +3,7 @@
 ``pretrain(cfg)`` builds the model and data, then hands them with its step (the masked
 reconstruction + periodic contrastive loss of a batch) to the one training loop
 (``echofm.train.loop.run_loop``: schedule, accumulation, clipping, checkpoints, resume,
-logging), and exports the model with ``model.save(RUN/model)`` when the schedule is done.
+logging), and exports the model with ``save_model(model, RUN/model)`` when the schedule is done.
 
 Determinism: the data order comes from DistributedSampler(seed, epoch); each clip's
 masking noise from (seed, epoch, dataset index); DataLoader workers from
@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from echofm.errors import EchoFMError
-from echofm.model import EchoFM
+from echofm.model import EchoFM, save_model
 from echofm.train import loop
 from echofm.train.config import CONFIG_NAME, PretrainConfig
 from echofm.train.data import build_pretrain_dataset, check_clip, stable_seed
@@ -132,7 +132,7 @@ def _train(cfg: PretrainConfig, ctx: DistContext, dataset: Optional[Dataset], re
     if done.finished:
         result.model_dir = run_dir / MODEL_DIR
         if ctx.is_main:
-            model.save(result.model_dir, metadata={"pretrain_steps": done.step, "data": cfg.data,
+            save_model(model, result.model_dir, metadata={"pretrain_steps": done.step, "data": cfg.data,
                                                    "model_name": cfg.model_name})
             print(f"done: {done.step} steps; model exported to {result.model_dir}", file=sys.stderr, flush=True)
         barrier(ctx)

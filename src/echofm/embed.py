@@ -1,0 +1,91 @@
+"""The batch job behind ``echofm embed``: many studies -> embedding files, an index, failures.
+
+``embed_studies(sources, model, out_dir, config, options)`` reads every echo source under
+``sources`` (the preprocessing of ``echofm prepare``), embeds each whole video window by
+window (``inference.embed_frames``) and writes, per input, ``<id>_video.npy`` [D] (mean
+over windows), ``<id>_frames.npy`` [W, T, D] (per-time-step embeddings of each window)
+and, with ``tokens``, ``<id>_tokens.npy`` [W, T*L, D]. ``<id>`` is ``batch.input_id``
+(the same ID prepare and predict give the same file). The job skeleton (resume, settings
+fingerprint, index.csv, failures.csv, exit status) is ``echofm.batch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from echofm.batch import BatchJob, BatchOptions, BatchSummary, model_fingerprint, scan_sources
+from echofm.errors import EchoFMError
+from echofm.files import save_npy_atomic
+
+PARTS = ("video", "frames")
+
+
+@dataclass
+class EmbedConfig:
+    """What an embedding is: frames ``stride`` apart in each window; ``tokens`` also
+    keeps the token embeddings (large); batch_size windows per forward pass."""
+
+    stride: int = 1
+    batch_size: int = 4
+    precision: str = "fp32"
+    device: str = "cpu"
+    tokens: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("stride", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def embed_studies(sources: Sequence[str | Path], model, out_dir: str | Path,
+                  config: Optional[EmbedConfig] = None, options: Optional[BatchOptions] = None) -> BatchSummary:
+    """Embed every echo source under ``sources`` into ``out_dir``; ``model``: an EchoFM
+    or anything ``load_model`` reads. A re-run skips inputs already embedded (and redoes
+    those whose files are gone, or that lack tokens now asked for); a folder embedded by
+    another model, stride or precision is refused."""
+    import torch
+
+    from echofm.inference import embed_frames, load_study
+    from echofm.model import load_model
+
+    config = config or EmbedConfig()
+    found = scan_sources(sources)  # before anything is created: a missing input leaves no folder
+    if not isinstance(model, torch.nn.Module):
+        model = load_model(model)
+    model = model.eval().to(config.device)
+    # Resuming into a folder embedded by another model or settings would mix incomparable vectors.
+    settings = {"model": model_fingerprint(model), "stride": config.stride, "precision": config.precision}
+    job = BatchJob("embed", out_dir, settings, options,
+                   expected_files=lambda record: _expected_files(record, config.tokens)).open()
+    out = job.out
+    for item in job.run(job.pending(found)):
+        try:
+            clip = load_study(item.source.path, model.cfg.img_size)
+            emb = embed_frames(model, clip.frames, stride=config.stride, batch_size=config.batch_size,
+                               precision=config.precision, device=config.device, keep_tokens=config.tokens)
+        except (EchoFMError, ValueError, OSError, RuntimeError) as exc:
+            # RuntimeError: a decoder or torch failing on one odd input must not end the batch.
+            job.failed(item, exc)
+            continue
+        arrays = {"video": emb.video, "frames": emb.frames}
+        if emb.tokens is not None:
+            arrays["tokens"] = emb.tokens
+        files = [f"{item.id}_{part}.npy" for part in arrays]
+        for name, array in zip(files, arrays.values()):
+            save_npy_atomic(out / name, np.asarray(array, dtype=np.float32))
+        job.done(item, {"frames": clip.num_frames, "fps": clip.fps or "", "windows": len(emb.starts),
+                        "window_starts": " ".join(map(str, emb.starts)), "dim": int(emb.video.shape[-1]),
+                        "tokens": int(emb.tokens is not None)}, files)
+    return job.finish()
+
+
+def _expected_files(record: dict, tokens: bool) -> Optional[list[str]]:
+    """The files a finished embedding left; None when tokens are asked for now and the
+    record has none (the input is embedded again)."""
+    if tokens and not record.get("row", {}).get("tokens"):
+        return None
+    return record.get("files", [])

@@ -1,0 +1,329 @@
+"""The end-to-end demo as an experiment: ``run_demo(DemoConfig(...)) -> DemoResult``.
+
+What ``echofm demo`` (and ``make demo``) runs, each step a library call:
+
+1. synthetic echo (``phantom.export.write_dataset``): phantom DICOM cines with exact ground
+   truth, invented identifiers and burned-in text; a training set and a held-out set
+   (other phantom seeds);
+2. prepare (``preprocess.prepare.prepare``): sector masking, cropping, de-identification
+   into clip caches, then the de-identification audit (``experiments.deid_audit``) and a
+   frame before and after;
+3. pretrain (``train.pretrain.pretrain``): echofm-tiny on the training cache, no labels;
+4. probes, each for two arms, the pretrained encoder and the same encoder at its random
+   initialisation (the weights pretraining started from): EF and view linear probes
+   (``tasks.finetuning.finetune_and_evaluate``), then closed-form probes on frozen features
+   (``analysis.probe``: ED/ES from per-time-step features, EF and view ridge probes), beside
+   references computed once (training-mean EF, majority view, ED/ES from pixels alone);
+5. the real apical 4-chamber cine of pydicom-data (``analysis.study_phase``);
+6. reports: the pretraining run's page, ``DIR/report.html`` and ``DIR/demo_summary.json``.
+
+Every figure is measured in this run and reported whichever way it comes out. A further
+comparison is one more entry in ``run_demo``'s probe steps writing into ``summary["probes"]``
+and rows in ``demo_report.figure_table``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from echofm.experiments.demo_probes import finetune_probe, frozen_probes, random_init_model, reference_figures
+from echofm.experiments.demo_report import REAL_CINE, figure_table, format_table, json_default, write_report
+
+MARKER = ".echofm-demo"
+PARTS = ("phantoms", "cache", "pretrain", "probes", "real_a4c", "figures")
+SPLITS = ("train", "test")
+
+
+@dataclass
+class DemoConfig:
+    """Sizes of a demo run (``echofm demo --help`` says what each means)."""
+
+    out: str = "demo_out"
+    seed: int = 0
+    clips: int = 96
+    test_clips: int = 40
+    frames: int = 40
+    fps: float = 15.0
+    phantom_size: int = 128
+    size: int = 80
+    steps: int = 500
+    batch_size: int = 8
+    lr: float = 5e-4
+    probe_epochs: int = 20
+    probe_lr: float = 4e-2
+    workers: int = 2
+
+    def validate(self) -> "DemoConfig":
+        """Raise ``ValueError`` naming the setting when the run could not work."""
+        if self.size % 16:
+            raise ValueError(f"size {self.size}: must be a multiple of 16 (the patch size)")
+        if self.clips < 8 or self.test_clips < 4:
+            raise ValueError("clips must be at least 8 and test_clips at least 4")
+        if self.clips < self.batch_size:
+            raise ValueError(f"clips {self.clips} is smaller than one pretraining batch ({self.batch_size})")
+        return self
+
+
+# The --quick preset: a smoke test of every step in about a minute (too short to learn anything).
+QUICK = dict(clips=16, test_clips=8, frames=24, phantom_size=96, size=64, steps=6, batch_size=4, probe_epochs=2)
+
+
+@dataclass
+class DemoResult:
+    """What a demo run measured: ``summary`` is ``demo_summary.json`` (config, data, pretraining,
+    probes, real_a4c, table, better_counts, timing_s); ``report`` the HTML page."""
+
+    out: Path
+    summary: dict
+    report: Path
+
+    @property
+    def table(self) -> list[dict]:
+        return self.summary["table"]
+
+    def text(self) -> str:
+        """The printed ending of a run: the table, the tally, the real cine and where the report is."""
+        counts, real = self.summary["better_counts"], self.summary["real_a4c"]
+        lines = [format_table(self.table), "",
+                 f"pretrained better on {counts['pretrained']} of {len(self.table)} figures, random init on "
+                 f"{counts['random init']}, ties {counts['tie']}", ""]
+        if real.get("available"):
+            lines.append(f"real A4C cine ({REAL_CINE}): cycle {_num(real['cycle_frames'])} frames, heart rate "
+                         f"{_num(real['heart_rate_bpm'])} bpm (pixels); embedding cycle "
+                         f"{_num(real['embedding_cycle_frames'])} frames")
+        else:
+            lines.append(f"real A4C cine: {real['reason']}")
+        lines += ["", f"total {self.summary['timing_s']['total']:.0f} s; report: {self.report}"]
+        return "\n".join(lines)
+
+
+def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
+    """Run every step into ``config.out`` (cleared first if an earlier demo wrote it); ``say``
+    receives the progress lines. Returns what was measured; writes report.html and
+    demo_summary.json."""
+    from echofm.files import write_text_atomic
+    from echofm.model import load_model
+
+    cfg = config.validate()
+    out = Path(cfg.out)
+    prepare_out(out)
+    steps = _Steps(8, say)
+    summary: dict = {"config": asdict(cfg)}
+    phantoms, cache = out / "phantoms", out / "cache"
+
+    with steps.step("synth", "synthetic echo", f"{cfg.clips} training + {cfg.test_clips} held-out phantom DICOM cines"):
+        _synth(cfg, phantoms)
+    with steps.step("prepare", "prepare", "sector masking, crop, de-identification"):
+        summary["data"] = _prepare(cfg, phantoms, cache, out / "figures", say)
+    with steps.step("pretrain", "pretrain", f"echofm-tiny at {cfg.size} px, {cfg.steps} steps"):
+        summary["pretraining"] = _pretrain(cfg, cache / "train", out / "pretrain")
+
+    pretrained = load_model(out / "pretrain" / "model").eval()
+    arms = {"pretrained": pretrained, "random": random_init_model(pretrained.cfg, cfg.seed)}
+    index = _phantom_index(phantoms, cache)
+    references = reference_figures(index)
+    probes: dict = {}
+    for task in ("ef", "view"):
+        with steps.step(f"{task} probe", f"{task} linear probe", "pretrained vs random init, scored on the held-out phantoms"):
+            probes[task] = finetune_probe(task, index, arms, references[task], out / "probes" / task, epochs=cfg.probe_epochs,
+                                           blr=cfg.probe_lr, seed=cfg.seed, say=say)
+    with steps.step("frozen probes", "frozen-feature probes", "ED/ES from per-time-step features, EF and view "
+                    "ridge probes; pretrained vs random init (ED/ES from pixels for context)"):
+        probes.update(frozen_probes(index, arms, references, out / "probes" / "frozen"))
+    summary["probes"] = probes
+    with steps.step("real cine", "real apical 4-chamber cine", REAL_CINE):
+        summary["real_a4c"] = _real_cine(out, pretrained, cfg)
+
+    with steps.step("report", "report"):
+        from echofm.analysis.report import build_run_report
+
+        build_run_report(out / "pretrain", "echofm demo: pretraining")
+        summary["table"] = figure_table(summary)
+        summary["better_counts"] = {k: sum(r["better"] == k for r in summary["table"])
+                                    for k in ("pretrained", "random init", "tie", "n/a")}
+        summary["timing_s"] = {**steps.seconds, "total": round(time.time() - steps.t0, 1)}
+        write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2, default=json_default))
+        report = write_report(out, summary)
+    return DemoResult(out=out, summary=summary, report=report)
+
+
+# --- the run's frame -------------------------------------------------------------------------
+
+class _Steps:
+    """Says each step as it starts and records how long each took (seconds by name)."""
+
+    def __init__(self, total: int, say: Callable[[str], None]):
+        self.total, self.done, self.t0, self.say = total, 0, time.time(), say
+        self.seconds: dict[str, float] = {}
+
+    def step(self, name: str, title: str, detail: str = ""):
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed():
+            self.done += 1
+            self.say(f"\n== [{self.done}/{self.total}] {title}{'  ' + detail if detail else ''}  "
+                     f"(t={time.time() - self.t0:.0f}s)")
+            started = time.time()
+            yield
+            self.seconds[name] = round(time.time() - started, 1)
+
+        return timed()
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out``, or clear what an earlier demo wrote there; never touch other folders."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise ValueError(f"{out}: exists and was not written by `echofm demo`; choose another --out")
+    for part in PARTS:
+        shutil.rmtree(out / part, ignore_errors=True)
+    for name in ("report.html", "demo_summary.json"):
+        (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by echofm demo; the folder is cleared when the demo runs again\n")
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def _synth(cfg: DemoConfig, phantoms: Path) -> None:
+    """The training phantoms (seed) and the held-out ones (seed + 1) as DICOM cines."""
+    from tqdm.auto import tqdm
+
+    from echofm.phantom.config import PhantomConfig, default_views
+    from echofm.phantom.export import write_dataset
+
+    config = PhantomConfig(size=cfg.phantom_size, num_frames=cfg.frames, fps=cfg.fps,
+                           views=default_views("dicom")).validate()
+    for split, n, seed in (("train", cfg.clips, cfg.seed), ("test", cfg.test_clips, cfg.seed + 1)):
+        with tqdm(total=n, desc=f"synth {split}", unit="item") as bar:
+            write_dataset(phantoms / split, "dicom", n, seed=seed, config=config, workers=cfg.workers,
+                          progress=bar.update)
+
+
+def _prepare(cfg: DemoConfig, phantoms: Path, cache: Path, figures: Path, say) -> dict:
+    """Both caches, then counts, the de-identification audit and the before/after figure."""
+    import numpy as np
+
+    from echofm.analysis.demo_figures import frames_figure
+    from echofm.batch import BatchOptions
+    from echofm.datasets.base import read_csv_rows
+    from echofm.datasets.phantom import read_phantom_truth
+    from echofm.experiments.deid_audit import count_identifiers, identifier_strings
+    from echofm.io import read_clip
+    from echofm.preprocess.prepare import prepare
+    from echofm.preprocess.transforms import PreprocessConfig
+
+    info: dict = {}
+    truths = {split: read_phantom_truth(phantoms / split) for split in SPLITS}
+    leaks = 0
+    for split in SPLITS:
+        # Paths kept: the manifest's source column joins each clip to its phantom's truth.
+        result = prepare([phantoms / split], cache / split, PreprocessConfig(size=cfg.size), workers=cfg.workers,
+                         options=BatchOptions(keep_paths=True))
+        say(result.line())
+        views: dict = {}
+        for rec in truths[split].values():
+            views[rec["view"]] = views.get(rec["view"], 0) + 1
+        rows = read_csv_rows(cache / split / "manifest.csv", ("file", "source"))
+        info[split] = {"phantoms": len(truths[split]), "prepared": len(rows), "failed": result.failed, "views": views}
+        leaks += count_identifiers(cache / split, identifier_strings(truths[split]))
+    seeds = [{rec["seed"] for rec in truths[split].values()} for split in SPLITS]
+    info["shared_phantom_seeds"] = len(seeds[0] & seeds[1])
+    info["identifiers_in_cache"] = leaks
+    # Before / after of the first training phantom.
+    rows = read_csv_rows(cache / "train" / "manifest.csv", ("file", "source"))
+    first = sorted(rows, key=lambda r: r["source"])[0]
+    raw = read_clip(phantoms / "train" / first["source"]).frames[0]
+    prepared = np.load(cache / "train" / first["file"])[0]
+    frames_figure([(f"{first['source']} as stored (invented identifiers burned in)", raw),
+                   ("prepared clip (sector only, cropped, resized)", prepared)],
+                  figures / "phantom_deid.png", "echofm prepare on a phantom DICOM")
+    info["figure"] = "figures/phantom_deid.png"
+    return info
+
+
+def _phantom_index(phantoms: Path, cache: Path):
+    from echofm.datasets.phantom import read_prepared_phantoms
+
+    return read_prepared_phantoms({split: (phantoms / split, cache / split) for split in SPLITS})
+
+
+# --- pretraining -----------------------------------------------------------------------------
+
+def _pretrain(cfg: DemoConfig, data: Path, run: Path) -> dict:
+    """echofm-tiny pretrained on ``data`` at every frame (the phantoms are already at cfg.fps)."""
+    from echofm.train.config import load_pretrain_config
+    from echofm.train.pretrain import pretrain
+
+    config = load_pretrain_config("echofm-tiny", {
+        "data": [str(data)], "out": str(run), "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
+        "frame_stride": 1, "model.img_size": cfg.size, "workers": 1, "checkpoint_every": 0, "seed": cfg.seed})
+    pretrain(config)
+    return pretraining_summary(run)
+
+
+def pretraining_summary(run: Path) -> dict:
+    """Steps logged, and each loss as the mean of the first and of the last tenth of the steps
+    (single steps are noisy)."""
+    from echofm.analysis.report import read_jsonl
+
+    rows = [r for r in read_jsonl(Path(run) / "metrics.jsonl") if "loss" in r]
+    info: dict = {"steps": len(rows)}
+    if rows:
+        k = max(1, len(rows) // 10)
+        for key in ("loss", "recon", "triplet", "cycle"):
+            first, last = [r[key] for r in rows[:k]], [r[key] for r in rows[-k:]]
+            info[f"{key}_first"] = sum(first) / len(first)
+            info[f"{key}_last"] = sum(last) / len(last)
+    return info
+
+
+# --- the real cine ---------------------------------------------------------------------------
+
+def _real_cine_path() -> Optional[Path]:
+    try:
+        from pydicom.data import get_testdata_file
+
+        found = get_testdata_file(REAL_CINE)
+    except Exception:  # pydicom-data missing or its index unreadable
+        return None
+    return Path(found) if found else None
+
+
+def _real_cine(out: Path, model, cfg: DemoConfig) -> dict:
+    """Phase of the real A4C cine (pixels and the pretrained model) and its masking figure."""
+    from echofm.analysis.demo_figures import frames_figure
+    from echofm.analysis.study_phase import study_phase
+    from echofm.inference import load_study
+    from echofm.io import read_clip
+    from echofm.preprocess.transforms import MaskSector
+
+    src = _real_cine_path()
+    if src is None:
+        return {"available": False, "reason": "pydicom-data is not installed (pip install pydicom-data)"}
+    raw = read_clip(src)
+    # The model saw phantoms at cfg.fps: read the real cine at the stride closest to that rate.
+    stride = max(1, round((raw.fps or cfg.fps) / cfg.fps))
+    result = study_phase(src, out / "real_a4c", model, size=cfg.size, stride=stride)
+    masked = MaskSector()(raw)
+    model_input = load_study(src, cfg.size)
+    frames_figure([("as stored (burned-in text and icons)", raw.frames[0]),
+                   ("sector masked", masked.frames[0]),
+                   (f"model input ({cfg.size} px)", model_input.frames[0])],
+                  out / "real_a4c" / "first_frame_masked.png", f"{REAL_CINE}: first frame")
+    px, emb = result["pixels"], result.get("embeddings", {})
+    return {"available": True, "source": REAL_CINE, "frames": result["frames"], "fps": result["fps"],
+            "model_stride": stride, "cycle_frames": px["cycle_frames"], "heart_rate_bpm": px["heart_rate_bpm"],
+            "ed_frames": px["ed_frames"], "es_frames": px["es_frames"],
+            "embedding_cycle_frames": emb.get("cycle_frames"), "embedding_heart_rate_bpm": emb.get("heart_rate_bpm"),
+            "phase_figure": "real_a4c/phase.png", "masked_figure": "real_a4c/first_frame_masked.png"}
