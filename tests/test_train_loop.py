@@ -43,7 +43,8 @@ def mse_step(module, batch, indices, epoch) -> dict:
 def train_pairs(tmp: Path | None, data: Dataset, **kw) -> tuple[torch.nn.Module, loop.LoopResult]:
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
-    settings = dict(name="toy", epochs=3, batch_size=6, blr=0.5, warmup_steps=0, weight_decay=0.0,
+    # fp32: the equalities below are float32 summation order (auto is bf16 on a CPU with AMX).
+    settings = dict(name="toy", epochs=3, batch_size=6, blr=0.5, warmup_steps=0, weight_decay=0.0, precision="fp32",
                     drop_last=False, progress=False, metrics_per="epoch", checkpoint_each_epoch=True)
     result = loop.run_loop(loop.LoopConfig(**{**settings, **kw}), DistContext(), model, data, mse_step, run_dir=tmp)
     return model, result

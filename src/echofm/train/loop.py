@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from echofm.errors import EchoFMError
-from echofm.precision import autocast
+from echofm.precision import autocast, resolve_precision
 from echofm.train import checkpoint as ckpt
 from echofm.train.data import IndexedClips, stable_seed
 from echofm.train.distributed import DistContext, all_reduce_sum, barrier
@@ -161,15 +161,6 @@ class SkipSampler(Sampler):
 
     def __len__(self) -> int:
         return max(len(self.inner) - self.skip, 0)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on a GPU, fp32 on CPU; bf16 on a GPU without it is an error."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise EchoFMError("precision bf16 asked for but this GPU does not support bfloat16")
-    return precision
 
 
 def seed_rank(seed: int, rank: int, stream: str = "rank") -> None:
