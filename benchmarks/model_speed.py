@@ -1,10 +1,21 @@
-"""Model speed on this machine: pretraining-step and embedding throughput, FLOPs, utilisation.
+"""Model speed on whatever machine runs it: pretraining and embedding throughput per backend.
 
-Prints one JSON object. Each (preset, precision) runs in a fresh subprocess so that its
-peak memory (max RSS) is its own. Usage:
+Prints one JSON object: the CPU (model, flags, cores, threads), the square-matmul rate of
+each precision (fp32, bf16, int8 via ``torch._int_mm``), and for each preset (tiny, small)
+the pretraining step (forward + backward + fused AdamW) and embedding throughput in clips/s,
+peak memory, FLOPs per clip and utilisation of the matmul peak of the precision it runs in,
+for torch fp32, torch auto (what ``--precision auto`` picks here), ONNX Runtime fp32 and
+ONNX Runtime int8 (embedding only; ONNX does not train). Each measurement runs in a fresh
+subprocess, so its peak memory (process max RSS on a CPU; torch's peak allocation on a
+GPU) is its own. Embedding outputs are compared with torch fp32 (cosine of the video
+embeddings).
 
-    python benchmarks/model_speed.py [--presets echofm-tiny echofm-small] [--batch 4]
-        [--steps 6] [--device cpu|cuda]
+The public EchoFM code is not part of echofm: its figures (ViT-S/16, 16 x 112 x 112,
+tubelet 2, batch 4, fp32) were measured in issue 14 on an AVX2 machine whose fp32 matmul
+ran at 110 GFLOP/s. Throughput is compute-bound, so they are scaled here by this machine's
+fp32 matmul rate / 110 (peak memory is not scaled).
+
+    python benchmarks/model_speed.py [--presets echofm-tiny echofm-small] [--batch 4] [--steps 5]
 """
 
 from __future__ import annotations
@@ -12,29 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-
-def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, reps: int = 10) -> float:
-    """Square matmul rate; int8 goes through ``torch._int_mm`` (int32 accumulation)."""
-    if dtype == torch.int8:
-        a = b = torch.randint(-128, 127, (n, n), device=device, dtype=dtype)
-        mm = torch._int_mm
-    else:
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        mm = torch.matmul
-    return 2 * n**3 / seconds_per_call(lambda: mm(a, b), reps, device) / 1e9
-
-
-PUBLIC = {"config": "ViT-S/16, 16x112x112, tubelet 2, batch 4, fp32", "train_clips_per_s": 4,
-          "embed_clips_per_s": 8, "source": "issue 2 (measured on this CPU)"}
+PUBLIC = {"config": "echofm-small: ViT-S/16, 16x112x112, tubelet 2, batch 4, fp32", "preset": "echofm-small",
+          "train_clips_per_s": 2.38, "embed_clips_per_s": 3.63, "peak_memory_mib": 1168,
+          "matmul_fp32_gflops": 110.0,
+          "source": "issue 14: public EchoFM code, torch 2.13.0 CPU, 2-core AVX2 machine (no native bf16)"}
+GOALS = {"train_fp32": 1.5, "train_bf16_native": 2.0, "embed_bf16_native": 3.0, "embed_no_native_bf16": 2.0,
+         "peak_memory": 0.8, "embed_cosine": 0.99}
 
 
 def sync(device: str) -> None:
@@ -42,16 +46,31 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def seconds_per_call(fn, steps: int, device: str, warmup: int = 2) -> float:
-    """Mean wall time of ``fn()`` over ``steps`` calls, after ``warmup`` untimed ones."""
+def median_seconds(fn, steps: int, device: str, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` over ``steps`` calls, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     sync(device)
-    t = time.perf_counter()
+    times = []
     for _ in range(steps):
+        t = time.perf_counter()
         fn()
-    sync(device)
-    return (time.perf_counter() - t) / steps
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, reps: int = 8) -> float:
+    """Square matmul rate; int8 through ``torch._int_mm`` (int32 accumulation)."""
+    if dtype == torch.int8:
+        a = torch.randint(-128, 127, (n, n), device=device, dtype=dtype)
+        b = torch.randint(-128, 127, (n, n), device=device, dtype=dtype)
+        mm = torch._int_mm
+    else:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        mm = torch.matmul
+    return 2 * n**3 / median_seconds(lambda: mm(a, b), reps, device) / 1e9
 
 
 def flops_of(fn) -> int:
@@ -62,91 +81,216 @@ def flops_of(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def measure_one(preset: str, precision: str, batch: int, steps: int, device: str) -> dict:
-    from echofm import autocast, load_model
+def peak_mib(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def clips_for(cfg, batch: int, device: str = "cpu") -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(batch, 3, cfg.num_frames, cfg.img_size, cfg.img_size, generator=g).to(device)
+
+
+def seeded_model(preset: str):
+    from echofm import load_model
 
     torch.manual_seed(0)
-    model = load_model(preset).to(device)
-    c = model.cfg
-    clips = torch.rand(batch, 3, c.num_frames, c.img_size, c.img_size, device=device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    return load_model(preset)
 
-    def train_step():
-        with autocast(precision, device):
-            out = model(clips)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    def embed():
-        with torch.no_grad(), autocast(precision, device):
-            model.embed(clips)
+# --- one measurement, in its own process -----------------------------------------------------
 
-    model.train()
-    train_flops = flops_of(lambda: (model(clips).loss.backward(), opt.zero_grad(set_to_none=True)))
-    embed_flops = flops_of(lambda: model.embed(clips).video)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    train_s = seconds_per_call(train_step, steps, device)
-    model.eval()
-    embed_s = seconds_per_call(embed, steps, device)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {
-        "preset": preset, "precision": precision, "batch": batch, "device": device,
-        "input": [3, c.num_frames, c.img_size, c.img_size],
-        "train_clips_per_s": round(batch / train_s, 2),
-        "embed_clips_per_s": round(batch / embed_s, 2),
-        "train_gflop_per_clip": round(train_flops / batch / 1e9, 2),
-        "embed_gflop_per_clip": round(embed_flops / batch / 1e9, 2),
-        "train_achieved_gflops": round(train_flops / train_s / 1e9, 1),
-        "embed_achieved_gflops": round(embed_flops / embed_s / 1e9, 1),
+def measure(preset: str, mode: str, engine: str, precision: str, batch: int, steps: int, device: str,
+            onnx_dir: str | None, save_to: str | None) -> dict:
+    """mode train|embed; engine torch|onnx-fp32|onnx-int8; precision fp32|bf16 (torch only)."""
+    from echofm.runtime import autocast, configure_threads
+
+    configure_threads()
+    baseline = peak_mib(device)
+    from echofm.config import preset as preset_config
+
+    cfg = preset_config(preset)
+    clips = clips_for(cfg, batch, device)
+    out: dict = {"preset": preset, "mode": mode, "engine": engine, "precision": precision, "batch": batch}
+    if engine.startswith("onnx"):
+        from echofm.runtime.onnx import OnnxModel
+
+        model = OnnxModel(onnx_dir, quantized=engine == "onnx-int8")
+        flops = None  # the same graph as torch's embedding: the driver takes torch's count
+        seconds = median_seconds(lambda: model.embed(clips), steps, device)
+        video = model.embed(clips).video
+    else:
+        model = seeded_model(preset).to(device)
+        if mode == "train":
+            from echofm.train.optim import adamw
+
+            model.train()
+            opt = adamw(model.parameters(), lr=1e-4)
+            flops = flops_of(lambda: (model(clips).loss.backward(), opt.zero_grad(set_to_none=True)))
+
+            def step():
+                with autocast(precision, device):
+                    loss = model(clips).loss
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            seconds = median_seconds(step, steps, device)
+            video = None
+        else:
+            model.eval()
+            with torch.inference_mode():
+                flops = flops_of(lambda: model.embed(clips))
+
+            def embed():
+                with torch.inference_mode(), autocast(precision, device):
+                    return model.embed(clips)
+
+            seconds = median_seconds(embed, steps, device)
+            video = embed().video.float()
+    if save_to and video is not None:
+        torch.save(video.cpu(), save_to)
+    peak = peak_mib(device)
+    out.update({
+        "clips_per_s": round(batch / seconds, 2),
+        "gflop_per_clip": None if flops is None else round(flops / batch / 1e9, 2),
+        "achieved_gflops": None if flops is None else round(flops / seconds / 1e9, 1),
         "peak_memory_mib": round(peak, 1),
+        "peak_memory_over_import_mib": round(peak - baseline, 1),
         "peak_memory_kind": "cuda max allocated" if device.startswith("cuda") else "process max RSS",
-    }
+    })
+    return out
+
+
+# --- the driver -----------------------------------------------------------------------------
+
+def run_child(args, preset: str, mode: str, engine: str, precision: str, onnx_dir: str | None,
+              save_to: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--_one", json.dumps({
+        "preset": preset, "mode": mode, "engine": engine, "precision": precision, "batch": args.batch,
+        "steps": args.steps, "device": args.device, "onnx_dir": onnx_dir, "save_to": save_to})]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode:
+        return {"preset": preset, "mode": mode, "engine": engine, "error": res.stderr[-800:]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1).min())
+
+
+def export_for(preset: str, folder: Path) -> str:
+    """Export the seeded model (the one every torch run uses) with an int8 copy."""
+    from echofm.runtime.onnx import export_onnx
+
+    export_onnx(seeded_model(preset).eval(), folder, quantize="int8")
+    return str(folder)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--presets", nargs="+", default=["echofm-tiny", "echofm-small"])
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["echofm-tiny", "echofm-small"], help="model presets to measure")
+    ap.add_argument("--batch", type=int, default=4, help="clips per step")
+    ap.add_argument("--steps", type=int, default=5, help="timed calls per measurement (median)")
+    ap.add_argument("--device", default="cpu", help="torch device")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime measurements")
+    ap.add_argument("--_one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._one:
-        print(json.dumps(measure_one(args._one[0], args._one[1], args.batch, args.steps, args.device)))
+        print(json.dumps(measure(**json.loads(args._one))))
         return
-    peak = {p: round(matmul_gflops(d, args.device), 1)
-            for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    if args.device == "cpu":  # for context: integer matmul (VNNI) is the CPU's fastest path
-        peak_int8 = round(matmul_gflops(torch.int8, args.device), 1)
+
+    from echofm.runtime import detect, resolve_precision
+    from echofm.runtime.backend import onnx_available
+
+    hw = detect()
+    auto = resolve_precision("auto", args.device, hw)
+    peak = {"fp32": round(matmul_gflops(torch.float32, args.device), 1),
+            "bf16": round(matmul_gflops(torch.bfloat16, args.device), 1)}
+    if args.device == "cpu":
+        peak["int8"] = round(matmul_gflops(torch.int8, args.device), 1)
+    scale = peak["fp32"] / PUBLIC["matmul_fp32_gflops"]
+    public = {**PUBLIC, "scale": round(scale, 3),
+              "scaled_train_clips_per_s": round(PUBLIC["train_clips_per_s"] * scale, 2),
+              "scaled_embed_clips_per_s": round(PUBLIC["embed_clips_per_s"] * scale, 2)}
+    onnx = onnx_available() and not args.no_onnx and args.device == "cpu"
+    engines = [("torch", "fp32"), ("torch", auto)] + ([("onnx-fp32", "fp32"), ("onnx-int8", "int8")] if onnx else [])
     runs = []
-    for preset in args.presets:
-        for precision in args.precisions:
-            cmd = [sys.executable, __file__, "--_one", preset, precision, "--batch", str(args.batch),
-                   "--steps", str(args.steps), "--device", args.device]
-            res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
-            if res.returncode:
-                runs.append({"preset": preset, "precision": precision, "error": res.stderr[-500:]})
-                continue
-            run = json.loads(res.stdout.strip().splitlines()[-1])
-            run["train_utilisation"] = round(run["train_achieved_gflops"] / peak[precision], 3)
-            run["embed_utilisation"] = round(run["embed_achieved_gflops"] / peak[precision], 3)
-            # Upper bound if every FLOP ran at the measured matmul rate of this precision.
-            run["embed_ceiling_clips_per_s"] = round(peak[precision] / run["embed_gflop_per_clip"], 1)
-            run["train_ceiling_clips_per_s"] = round(peak[precision] / run["train_gflop_per_clip"], 1)
-            if "small" in preset:
-                run["train_vs_public"] = round(run["train_clips_per_s"] / PUBLIC["train_clips_per_s"], 2)
-                run["embed_vs_public"] = round(run["embed_clips_per_s"] / PUBLIC["embed_clips_per_s"], 2)
-            runs.append(run)
-    device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-                   else platform.processor() or platform.machine())
-    print(json.dumps({"device": device_name, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                      "matmul_gflops": peak,
-                      "int8_matmul_gops": peak_int8 if args.device == "cpu" else None,
-                      "runs": runs, "public_code_reference": PUBLIC}, indent=1))
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets:
+            onnx_dir = export_for(preset, Path(tmp) / preset) if onnx else None
+            reference = None
+            for engine, precision in engines:
+                label = f"{engine}-{precision}" if engine == "torch" else engine
+                if engine == "torch" and precision == "fp32" and label in [r.get("label") for r in runs
+                                                                          if r.get("preset") == preset]:
+                    continue
+                row = {"preset": preset, "label": label, "engine": engine, "precision": precision,
+                       "is_auto": engine == "torch" and precision == auto}
+                for mode in ("train", "embed") if engine == "torch" else ("embed",):
+                    save_to = str(Path(tmp) / f"{preset}-{label}.pt") if mode == "embed" else None
+                    res = run_child(args, preset, mode, engine, "fp32" if engine != "torch" else precision,
+                                    onnx_dir, save_to)
+                    if "error" in res:
+                        row[f"{mode}_error"] = res["error"]
+                        continue
+                    rate = peak.get(precision, peak["fp32"])
+                    row[mode] = {k: res[k] for k in ("clips_per_s", "gflop_per_clip", "achieved_gflops",
+                                                     "peak_memory_mib", "peak_memory_over_import_mib")}
+                    if row[mode]["gflop_per_clip"] is None:  # ONNX: torch fp32's count for the same graph
+                        torch_row = next(r for r in runs if r["preset"] == preset and r["label"] == "torch-fp32")
+                        row[mode]["gflop_per_clip"] = torch_row["embed"]["gflop_per_clip"]
+                        row[mode]["achieved_gflops"] = round(row[mode]["gflop_per_clip"] * res["clips_per_s"], 1)
+                    row[mode]["utilisation_of_own_matmul_peak"] = round(row[mode]["achieved_gflops"] / rate, 3)
+                    if save_to and Path(save_to).is_file():
+                        video = torch.load(save_to, weights_only=True)
+                        reference = video if label == "torch-fp32" else reference
+                        if reference is not None:
+                            row[mode]["cosine_to_torch_fp32"] = round(cosine(reference, video), 6)
+                if preset == PUBLIC["preset"]:
+                    ratios = {}
+                    if "train" in row:
+                        ratios["train_vs_public"] = round(row["train"]["clips_per_s"] / public["scaled_train_clips_per_s"], 2)
+                        ratios["train_peak_memory_vs_public"] = round(row["train"]["peak_memory_mib"] / PUBLIC["peak_memory_mib"], 2)
+                    if "embed" in row:
+                        ratios["embed_vs_public"] = round(row["embed"]["clips_per_s"] / public["scaled_embed_clips_per_s"], 2)
+                    row["vs_public_code"] = ratios
+                runs.append(row)
+    print(json.dumps({"hardware": hw.to_dict(), "torch": torch.__version__, "device": args.device,
+                      "precision_auto": auto, "matmul_gflops": peak, "batch": args.batch, "steps": args.steps,
+                      "load_average": os.getloadavg(), "runs": runs, "public_code_reference": public,
+                      "goals": goals(runs, hw.cpu_bf16 if args.device == "cpu" else auto == "bf16")}, indent=1))
+
+
+def goals(runs: list[dict], native_bf16: bool) -> dict:
+    """Each goal of issue 14 for the preset the public code was measured on: value and met."""
+    rows = {r["label"]: r for r in runs if r["preset"] == PUBLIC["preset"]}
+
+    def ratio(label: str, key: str):
+        return rows.get(label, {}).get("vs_public_code", {}).get(key)
+
+    out: dict = {}
+    if "torch-fp32" in rows:
+        value = ratio("torch-fp32", "train_vs_public")
+        out["train_fp32_vs_public"] = {"value": value, "goal": GOALS["train_fp32"],
+                                       "met": value is not None and value >= GOALS["train_fp32"]}
+        value = ratio("torch-fp32", "train_peak_memory_vs_public")
+        out["peak_memory_vs_public"] = {"value": value, "goal": GOALS["peak_memory"],
+                                        "met": value is not None and value <= GOALS["peak_memory"]}
+    best = max((r for r in rows.values() if r.get("embed", {}).get("cosine_to_torch_fp32", 1.0) >= GOALS["embed_cosine"]
+                and "embed" in r), key=lambda r: r["embed"]["clips_per_s"], default=None)
+    if best is not None:
+        value = ratio(best["label"], "embed_vs_public")
+        goal = GOALS["embed_bf16_native"] if native_bf16 else GOALS["embed_no_native_bf16"]
+        out["embed_best_vs_public"] = {"backend": best["label"], "value": value, "goal": goal,
+                                       "met": value is not None and value >= goal}
+    if native_bf16 and "torch-bf16" in rows:
+        value = ratio("torch-bf16", "train_vs_public")
+        out["train_bf16_vs_public"] = {"value": value, "goal": GOALS["train_bf16_native"],
+                                       "met": value is not None and value >= GOALS["train_bf16_native"]}
+    return out
 
 
 if __name__ == "__main__":

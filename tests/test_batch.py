@@ -216,6 +216,11 @@ def test_missing_input_leaves_no_output_folder(command, tiny_model, tmp_path, ca
     assert f"{missing}: no such file or folder" in err
 
 
+def test_rebuilding_a_folder_that_is_not_one_creates_nothing(tmp_path, capsys):
+    code, _, err = _run(capsys, ["prepare", "--out", str(tmp_path / "typo")])
+    assert code == 2 and not (tmp_path / "typo").exists() and "not a prepared folder" in err
+
+
 def test_a_user_sees_one_clear_last_line(archive, tmp_path):
     """The real command line: no pydicom jargon, no absolute path, the last line of stderr says it all."""
     out = tmp_path / "p"

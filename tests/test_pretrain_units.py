@@ -82,10 +82,17 @@ def test_lr_scaling_and_warmup_cosine():
 
 
 def test_precision_defaults():
+    import echofm.runtime.precision as runtime_precision
+    from echofm.runtime.hardware import Hardware
     from echofm.train.pretrain import resolve_precision
 
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    # Pretraining takes the one rule of echofm.runtime (auto: bf16 only where native).
+    assert resolve_precision is runtime_precision.resolve_precision
+    avx2 = Hardware(cpu_model="x", cpu_flags=("avx2",), cpu_capability="AVX2", cores=2, torch_threads=2)
+    assert resolve_precision("auto", torch.device("cpu"), avx2) == "fp32"
+    runtime_precision._warned.clear()  # the warning comes once per process and reason
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        assert resolve_precision("bf16", torch.device("cpu"), avx2) == "bf16"
 
 
 def test_mask_noise_depends_only_on_seed_epoch_index():

@@ -212,7 +212,10 @@ def failure_reason(exc: BaseException, source: Optional[Source] = None, keep_pat
 
 def model_fingerprint(model) -> str:
     """Hash of a model's weights (and task spec, for a task model): a resumed job must
-    use the same model, or its outputs would not be comparable."""
+    use the same model, or its outputs would not be comparable. A model that knows its
+    own (an ONNX Runtime model: the hash of its file) gives that."""
+    if callable(getattr(model, "fingerprint", None)):
+        return model.fingerprint()
     digest = hashlib.blake2b(digest_size=16)
     spec = getattr(model, "spec", None)
     if spec is not None and dataclasses.is_dataclass(spec):
@@ -338,7 +341,8 @@ class BatchJob:
         self.name = name
         self.out = Path(out)
         self.state = self.out / STATE_DIR
-        self.settings = {"job": name, "ids": ID_SCHEME, **settings}
+        # As JSON gives it back (tuples become lists), so a re-run compares like with like.
+        self.settings = json.loads(json.dumps({"job": name, "ids": ID_SCHEME, **settings}, default=str))
         self.options = options or BatchOptions()
         self.index_name = index_name
         self.index_columns = list(index_columns) if index_columns else None

@@ -13,3 +13,6 @@ TRAINING_MODES = ("linear", "attentive", "full")  # what fine-tuning trains (ech
 SEG_HEADS = ("linear", "unetr")  # segmentation decoders (echofm.tasks.adapter)
 POOLINGS = ("mean", "stats")  # how a probe pools the encoder's tokens (echofm.model.heads)
 DISEASE_SCHEMES = ("as4", "as3", "ar", "multiclass", "multilabel")  # echofm.tasks.disease
+BACKENDS = ("torch", "onnx")  # engines that run a model (echofm.runtime.backend)
+EXPORT_FORMATS = ("onnx",)  # `echofm export --format` (echofm.runtime.onnx)
+QUANTIZATIONS = ("int8",)  # `echofm export --quantize` (echofm.runtime.onnx)

@@ -27,13 +27,15 @@ PARTS = ("video", "frames")
 @dataclass
 class EmbedConfig:
     """What an embedding is: frames ``stride`` apart in each window; ``tokens`` also
-    keeps the token embeddings (large); batch_size windows per forward pass."""
+    keeps the token embeddings (large); batch_size windows per forward pass; backend
+    torch, or onnx (the model is then an ``echofm export`` folder or one of its .onnx files)."""
 
     stride: int = 1
     batch_size: int = 4
     precision: str = "fp32"
     device: str = "cpu"
     tokens: bool = False
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         for name in ("stride", "batch_size"):
@@ -47,18 +49,21 @@ def embed_studies(sources: Sequence[str | Path], model, out_dir: str | Path,
     or anything ``load_model`` reads. A re-run skips inputs already embedded (and redoes
     those whose files are gone, or that lack tokens now asked for); a folder embedded by
     another model, stride or precision is refused."""
-    import torch
-
     from echofm.inference import embed_frames, load_study
-    from echofm.model import load_model
+    from echofm.runtime import configure_threads, load_inference_model
 
     config = config or EmbedConfig()
+    configure_threads()
     found = scan_sources(sources)  # before anything is created: a missing input leaves no folder
-    if not isinstance(model, torch.nn.Module):
-        model = load_model(model)
+    if isinstance(model, (str, Path)):
+        model = load_inference_model(model, config.backend, "encoder", config.device)
     model = model.eval().to(config.device)
+    if config.tokens and getattr(model, "has_tokens", True) is False:
+        raise EchoFMError(f"{model.path}: this export has no token output; export it again with --tokens")
     # Resuming into a folder embedded by another model or settings would mix incomparable vectors.
     settings = {"model": model_fingerprint(model), "stride": config.stride, "precision": config.precision}
+    if config.backend != "torch":
+        settings["backend"] = config.backend
     job = BatchJob("embed", out_dir, settings, options,
                    expected_files=lambda record: _expected_files(record, config.tokens)).open()
     out = job.out

@@ -40,6 +40,8 @@ class PredictConfig:
     mask_sector: blank and crop to the ultrasound sector before resizing (as ``prepare``).
     overlay: write an MP4 of the frames with the coloured masks (segmentation only);
     overlay_size: its side in pixels (the model's frames are upscaled to it).
+    backend: torch, or onnx (the model is then an ``echofm export`` folder of a task
+    model, or one of its .onnx files).
     """
 
     batch_size: int = 8
@@ -51,6 +53,7 @@ class PredictConfig:
     mask_sector: bool = True
     overlay: bool = True
     overlay_size: int = 256
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -224,16 +227,19 @@ def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path
     batch carries on; the summary's exit status says so). A re-run skips inputs whose
     outputs exist; a folder written by another model or settings is refused.
     """
-    from echofm.tasks.adapter import load_task_model
+    from echofm.runtime import configure_threads, load_inference_model
 
     config = config or PredictConfig()
+    configure_threads()
     found = scan_sources(sources)  # before anything is created: a missing input leaves no folder
     run_name = None
-    if not isinstance(model, TaskModel):
+    if isinstance(model, (str, Path)):
         run_name = str(model)
-        model = load_task_model(model, map_location="cpu")
+        model = load_inference_model(model, config.backend, "task", config.device)
     model = model.to(config.device).eval()
     settings = {"model": model_fingerprint(model), "mask_sector": config.mask_sector, **window_settings(model, config)}
+    if config.backend != "torch":
+        settings["backend"] = config.backend
     job = BatchJob("predict", out_dir, settings, options).open()
     keep_paths = job.options.keep_paths
     for item in job.run(job.pending(found)):

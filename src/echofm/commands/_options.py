@@ -17,8 +17,9 @@ def add_batch_options(parser, *, retry: bool = True) -> None:
                         help="exit with status 0 even when some inputs failed (they are still listed in "
                              "failures.csv); without it any failed input makes the exit status 1")
     parser.add_argument("--keep-paths", action="store_true",
-                        help="write each input's path (relative to its SRC) in the index and failures.csv; "
-                             "off by default because archive paths often carry patient names and dates")
+                        help="write each input's path (relative to its SRC) in the outputs (index, failures.csv, "
+                             "per-input records); off by default because archive paths often carry patient "
+                             "names and dates")
     if retry:
         parser.add_argument("--retry-failed", action="store_true",
                             help="try inputs that failed in an earlier run into the same --out again")
@@ -39,3 +40,13 @@ def report_batch(summary, extra: dict | None = None) -> int:
     print(json.dumps({**summary.to_dict(), **(extra or {})}), flush=True)
     print(summary.line(), file=sys.stderr, flush=True)
     return summary.exit_status
+
+
+def add_backend_option(parser) -> None:
+    """``--backend``: the engine that runs the model (torch, or ONNX Runtime on an export)."""
+    from echofm.choices import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="torch, or onnx: ONNX Runtime on a folder written by `echofm export --format onnx` "
+                             "(give that folder as --model; its model.int8.onnx for the int8 copy); needs the "
+                             "onnx extra")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import add_batch_options, batch_options, report_batch
+from echofm.commands._options import add_backend_option, add_batch_options, batch_options, report_batch
 
 NAME = "embed"
 HELP = "embed studies (DICOM/video/prepared clips) with a model: .npy files plus an index CSV"
@@ -28,6 +28,7 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    add_backend_option(p)
     add_batch_options(p)
 
 
@@ -35,5 +36,5 @@ def run(args) -> int:
     from echofm.embed import EmbedConfig, embed_studies
 
     config = EmbedConfig(stride=args.stride, batch_size=args.batch_size, precision=args.precision,
-                         device=args.device, tokens=args.tokens)
+                         device=args.device, tokens=args.tokens, backend=args.backend)
     return report_batch(embed_studies(args.sources, args.model, args.out, config, batch_options(args)))

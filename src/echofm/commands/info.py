@@ -1,4 +1,4 @@
-"""`echofm info`: describe a model source (configuration, size, layout, key report)."""
+"""`echofm info`: describe a model source (configuration, size, layout, key report, hub origin)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ HELP = "print a model's configuration, parameter count and checkpoint layout as 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("source", help="preset name (e.g. echofm-tiny), echofm model dir/.safetensors, or public .pth")
+    p.add_argument("source", help="preset name (e.g. echofm-tiny), echofm model dir/.safetensors, public .pth, "
+                                  "or hf:ORG/NAME[@REVISION][/FILE] (reports repository, commit and cached file)")
     p.add_argument("--encoder-only", action="store_true", help="accept an encoder-only checkpoint")
 
 
@@ -24,6 +25,7 @@ def run(args) -> int:
         "parameters": {"total": count(model), "encoder": count(model.encoder),
                        "projector": count(model.projector), "decoder": count(model.decoder)},
         "missing_keys": report.missing, "unexpected_keys": report.unexpected,
+        **({"hub": report.hub} if report.hub else {}),
         "config": model.cfg.to_dict(),
     }, indent=2))
     return 0

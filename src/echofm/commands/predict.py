@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import add_batch_options, batch_options, report_batch
+from echofm.commands._options import add_backend_option, add_batch_options, batch_options, report_batch
 
 NAME = "predict"
 HELP = "apply a fine-tuned task model (view, EF, disease, segmentation) to studies: one JSON per input"
@@ -37,6 +37,7 @@ def add_arguments(p) -> None:
     p.add_argument("--overlay-size", type=int, default=256, help="side in pixels of the overlay video")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="numeric precision")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    add_backend_option(p)
     add_batch_options(p)
 
 
@@ -45,5 +46,6 @@ def run(args) -> int:
 
     config = PredictConfig(batch_size=args.batch_size, stride=args.stride, max_windows=args.max_windows,
                            period=args.period, device=args.device, precision=args.precision,
-                           mask_sector=not args.no_mask, overlay=not args.no_overlay, overlay_size=args.overlay_size)
+                           mask_sector=not args.no_mask, overlay=not args.no_overlay, overlay_size=args.overlay_size,
+                           backend=args.backend)
     return report_batch(predict_studies(args.sources, args.model, args.out, config, batch_options(args)))

@@ -80,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-labels", action="store_true",
                         help="also write labels/NAME.npz with the per-frame label maps (uint8 [T,H,W]) "
                              "and ED/ES frames (echonet, dicom, folder)")
+    parser.add_argument("--study", action="store_true",
+                        help="with --format dicom: write one invented patient's exam instead of unrelated clips: "
+                             "--n clips of one heart (one EF), views cycling through --views, sharing the patient "
+                             "and StudyInstanceUID, one series per clip (SERIES_kk/IMG00001.dcm)")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
@@ -87,8 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from echofm.errors import EchoFMError
     from echofm.phantom.config import PhantomConfig, default_views
-    from echofm.phantom.export import write_dataset
+    from echofm.phantom.export import write_dataset, write_study
+
+    if args.study and args.format != "dicom":
+        raise EchoFMError(f"synth --study writes DICOM studies; it needs --format dicom (got {args.format})")
 
     default_size = 256 if args.format in ("camus", "dicom") else 112
     views = tuple(v.strip().upper() for v in args.views.split(",")) if args.views else \
@@ -114,8 +122,12 @@ def run(args: argparse.Namespace) -> int:
         noise=args.noise,
     ).validate()
     with tqdm(total=args.n, desc=f"synth {args.format}", unit="item", disable=args.no_progress) as bar:
-        summary = write_dataset(args.out, args.format, args.n, seed=args.seed, config=config,
-                                workers=max(1, args.workers), save_labels=args.save_labels,
-                                progress=bar.update)
+        if args.study:
+            summary = write_study(args.out, args.n, seed=args.seed, config=config, save_labels=args.save_labels,
+                                  progress=bar.update)
+        else:
+            summary = write_dataset(args.out, args.format, args.n, seed=args.seed, config=config,
+                                    workers=max(1, args.workers), save_labels=args.save_labels,
+                                    progress=bar.update)
     print(json.dumps(summary))
     return 0

@@ -60,7 +60,9 @@ class FeatureNorm(nn.BatchNorm1d):
         elif self.training and total >= 2:
             mean, var = flat.mean(dim=0), flat.var(dim=0, unbiased=False)
         if not self.training or total < 2:
-            out = F.batch_norm(flat, self.running_mean, self.running_var, training=False, eps=self.eps)
+            # F.batch_norm(training=False) written out: the same arithmetic, and it exports
+            # to ONNX with a dynamic batch (batch_norm needs a static channel count there).
+            out = (flat - self.running_mean) / torch.sqrt(self.running_var + self.eps)
             return out.to(dtype).reshape(shape)
         with torch.no_grad():
             m = self.momentum

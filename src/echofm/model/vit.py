@@ -45,8 +45,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, S, D]; attn_mask (bool, True = attend) broadcastable to [B, heads, S, S]."""
         B, S, D = x.shape
-        qkv = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        # unbind, not qkv[0], qkv[1], qkv[2]: three selects would each allocate a zero
+        # gradient of the whole qkv tensor in backward; unbind's backward stacks once.
+        q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if _matmul_attention_is_faster(q):
             scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
             if attn_mask is not None:

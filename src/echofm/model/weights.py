@@ -22,6 +22,7 @@ import torch
 from echofm.config import ModelConfig, PRESETS, preset
 from echofm.errors import EchoFMError
 from echofm.files import atomic_write
+from echofm.model.hub import is_hub_name, resolve as resolve_hub_name
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -212,6 +213,8 @@ class LoadReport:
     layout: str
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    # For a hub name: repository, revision, commit, file and cached path (HubFile.to_dict()).
+    hub: Optional[dict] = None
 
 
 def _read_own(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
@@ -244,7 +247,7 @@ def read_checkpoint(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file or directory "
-                                f"(presets: {', '.join(PRESETS)})")
+                                f"(presets: {', '.join(PRESETS)}; hub models: hf:ORG/NAME)")
     if path.is_dir() or path.suffix == ".safetensors":
         state, cfg, extra = _read_own(path)
         return state, cfg, "echofm", extra
@@ -308,7 +311,8 @@ def load_model(source: str | os.PathLike, *, strict: bool = True, encoder_only: 
     """Build an EchoFM model from a preset name, our saved model, or a public checkpoint.
 
     source: ``"echofm-tiny"`` (random init), a directory or ``.safetensors`` written by
-    ``save_model``, or a public EchoFM ``.pth`` in its trainer or release layout.
+    ``save_model``, a public EchoFM ``.pth`` in its trainer or release layout, or any of
+    these on the Hugging Face Hub as ``"hf:ORG/NAME[@REVISION][/FILE]"`` (see model/hub.py).
     encoder_only: require only the encoder's weights (projector/decoder keep their init).
     The returned model has ``load_report`` (missing/unexpected keys) attached.
     """
@@ -322,11 +326,13 @@ def load_model(source: str | os.PathLike, *, strict: bool = True, encoder_only: 
         model = EchoFM(cfg)
         model.load_report = LoadReport(source=name, layout="preset")
         return model
-    state, cfg, layout, extra = read_checkpoint(source)
+    hub_file = resolve_hub_name(name) if is_hub_name(name) else None
+    state, cfg, layout, extra = read_checkpoint(hub_file.path if hub_file else source)
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
     model = EchoFM(cfg)
     model.load_report = load_state(model, state, name, layout, strict=strict, encoder_only=encoder_only)
+    model.load_report.hub = hub_file.to_dict() if hub_file else None
     model.checkpoint_metadata = extra
     return model
 

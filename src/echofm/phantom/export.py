@@ -198,23 +198,9 @@ def _ecg_trace(case: PhantomCase, width: int, seconds: float) -> np.ndarray:
     return ecg
 
 
-def _dicom_item(out: Path, index: int, seed: int, config: PhantomConfig, save_labels: bool) -> dict:
-    import cv2
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence as DSequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    s = case_seed(seed, index)
-    case = generate_case(s, config)
-    rng = np.random.default_rng([s, 9])
-    T, H, W = case.frames.shape
-    top, bottom, side = max(24, H // 6), max(32, H // 4), max(16, W // 5)
-    rows, cols = H + top + bottom, W + 2 * side
-    canvas = np.zeros((T, rows, cols, 3), np.uint8)
-    canvas[:, top:top + H, side:side + W] = case.frames[..., None]
-
-    ident = {
+def _identity(rng: np.random.Generator) -> dict:
+    """Invented identifiers of one patient and exam (as a scanner would write them)."""
+    return {
         "PatientName": f"{_LAST[rng.integers(10)]}^{_FIRST[rng.integers(10)]}",
         "PatientID": f"MRN{rng.integers(10**6, 10**7)}",
         "PatientBirthDate": f"{rng.integers(1930, 2005)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}",
@@ -224,6 +210,24 @@ def _dicom_item(out: Path, index: int, seed: int, config: PhantomConfig, save_la
         "OperatorsName": f"{_LAST[rng.integers(10)]}^{_FIRST[rng.integers(10)]}",
         "StudyDate": f"20{rng.integers(10, 25)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}",
     }
+
+
+def _write_us_dicom(path: Path, case: PhantomCase, ident: dict, rng: np.random.Generator, uid_seed: str,
+                    study_uid: str, series_number: int, instance_number: int) -> dict:
+    """One multi-frame US DICOM of ``case`` with ``ident`` in the header and burned into the
+    pixels (plus an ECG trace); returns the frame region as ``region_yxyx`` and the text."""
+    import cv2
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence as DSequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    T, H, W = case.frames.shape
+    top, bottom, side = max(24, H // 6), max(32, H // 4), max(16, W // 5)
+    rows, cols = H + top + bottom, W + 2 * side
+    canvas = np.zeros((T, rows, cols, 3), np.uint8)
+    canvas[:, top:top + H, side:side + W] = case.frames[..., None]
+
     scale = max(0.3, cols / 700.0)
     text_rows = [ident["PatientName"].replace("^", " ") + "  " + ident["PatientID"],
                  ident["InstitutionName"], ident["StudyDate"]]
@@ -243,23 +247,24 @@ def _dicom_item(out: Path, index: int, seed: int, config: PhantomConfig, save_la
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(s), "sop"])
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[uid_seed, "sop"])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=[str(s), "study"])
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[str(s), "series"])
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[uid_seed, "series"])
     for k, v in ident.items():
         setattr(ds, k, v)
     ds.PatientSex = case._patient.sex
     ds.PatientAge = f"{case._patient.age:03d}Y"
     ds.StudyTime = "101500"
+    ds.StudyID = "1"
     ds.Modality = "US"
     ds.Manufacturer = "echofm phantom"
     ds.ManufacturerModelName = "SynthScan 1"
     ds.DeviceSerialNumber = f"SN{rng.integers(10**5, 10**6)}"
-    ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
+    ds.SeriesNumber, ds.InstanceNumber = int(series_number), int(instance_number)
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.BurnedInAnnotation = "YES"
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
@@ -281,12 +286,72 @@ def _dicom_item(out: Path, index: int, seed: int, config: PhantomConfig, save_la
     region.ReferencePixelY0 = int(round(case.truth["sector"]["apex_row"]))
     ds.SequenceOfUltrasoundRegions = DSequence([region])
     ds.PixelData = canvas.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return {"region_yxyx": [top, side, top + H - 1, side + W - 1], "burned_in_text": text_rows,
+            "sop_instance_uid": str(ds.SOPInstanceUID), "series_instance_uid": str(ds.SeriesInstanceUID)}
+
+
+def _dicom_item(out: Path, index: int, seed: int, config: PhantomConfig, save_labels: bool) -> dict:
+    from pydicom.uid import generate_uid
+
+    s = case_seed(seed, index)
+    case = generate_case(s, config)
+    rng = np.random.default_rng([s, 9])
+    ident = _identity(rng)
     name = f"IMG{index + 1:05d}"
-    ds.save_as(out / f"{name}.dcm", enforce_file_format=True)
+    written = _write_us_dicom(out / f"{name}.dcm", case, ident, rng, str(s),
+                              generate_uid(entropy_srcs=[str(s), "study"]), 1, index + 1)
     if save_labels:
         _save_labels(out, name, case)
-    return {"truth": _truth_line(name, case, identifiers=ident, region_yxyx=[top, side, top + H - 1, side + W - 1],
-                                 burned_in_text=text_rows)}
+    return {"truth": _truth_line(name, case, identifiers=ident, region_yxyx=written["region_yxyx"],
+                                 burned_in_text=written["burned_in_text"])}
+
+
+def write_study(out_dir: str | os.PathLike, n: int, seed: int = 0, config: Optional[PhantomConfig] = None,
+                save_labels: bool = False, progress: Optional[Callable[[int], None]] = None) -> dict:
+    """One invented patient's echo exam as multi-frame US DICOM: ``n`` clips of one heart
+    (one EF, one rhythm, one disease state), the views cycling through ``config.views``,
+    all sharing the patient module and StudyInstanceUID, one series per clip.
+
+    Files are ``out_dir/SERIES_kk/IMG00001.dcm`` (as an export tool writes them);
+    ``phantom_truth.jsonl`` holds each clip's truth (view, ED/ES frames, EF of the clip's
+    beats); the study's nominal EF is ``study_truth.json``'s ``ef``.
+    """
+    from pydicom.uid import generate_uid
+
+    if int(n) < 1:
+        raise EchoFMError(f"phantom study n={n}: must be at least 1 clip")
+    config = (config or PhantomConfig()).validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s = case_seed(seed, 0)
+    patient = sample_patient(np.random.default_rng([s, 0]), config)
+    rng = np.random.default_rng([s, 9])
+    ident = _identity(rng)
+    study_uid = generate_uid(entropy_srcs=[str(s), "study"])
+    truths = []
+    for k in range(int(n)):
+        view = config.views[k % len(config.views)]
+        clip_seed = case_seed(s, k + 1)
+        case = generate_case(clip_seed, config, view=view, patient=patient)
+        series = out / f"SERIES_{k + 1:02d}"
+        series.mkdir(exist_ok=True)
+        name = f"SERIES_{k + 1:02d}/IMG00001"
+        written = _write_us_dicom(out / f"{name}.dcm", case, ident, np.random.default_rng([clip_seed, 9]),
+                                  str(clip_seed), study_uid, k + 1, 1)
+        if save_labels:
+            _save_labels(series, "IMG00001", case)
+        truths.append(_truth_line(name, case, identifiers=ident, **written))
+        progress and progress(1)
+    with open(out / "phantom_truth.jsonl", "w") as f:
+        for truth in truths:
+            f.write(json.dumps(truth) + "\n")
+    study = {"study_instance_uid": study_uid, "clips": len(truths), "ef": patient.ef,
+             "heart_rate": patient.heart_rate, "views": [t["view"] for t in truths],
+             "as_severity": patient.as_severity, "identifiers": ident}
+    (out / "study_truth.json").write_text(json.dumps(study, indent=2))
+    return {"format": "dicom", "study": True, "n": int(n), "seed": int(seed), "out": str(out),
+            "items": len(truths), "study_instance_uid": study_uid}
 
 
 # --------------------------------------------------------------------------- tmed

@@ -25,7 +25,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from echofm.batch import BatchJob, BatchOptions, BatchSummary, Pending, Source, failure_record, scan_sources
+from echofm.batch import STATE_DIR, BatchJob, BatchOptions, BatchSummary, Pending, Source, failure_record, scan_sources
 from echofm.errors import EchoFMError
 from echofm.files import save_npy_atomic, write_json_atomic
 from echofm.io.registry import read_clip
@@ -75,6 +75,8 @@ def prepare(
     """
     found = scan_sources(sources) if sources else []
     out = Path(out)
+    if not sources and not (out / STATE_DIR).is_dir():
+        raise EchoFMError(f"{out}: not a prepared folder, nothing to rebuild (give SRC to prepare inputs)")
     job = BatchJob("prepare", out, {"preprocess": dataclasses.asdict(config)}, options,
                    index_name="manifest.csv", index_columns=list(MANIFEST_COLUMNS), unit="file").open()
     (out / CLIPS_DIR).mkdir(exist_ok=True)

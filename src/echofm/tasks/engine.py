@@ -54,6 +54,7 @@ from echofm.precision import autocast
 from echofm.tasks.registry import get_task
 from echofm.tasks.adapter import MODES, SEG_HEADS, TaskModel, save_task_model
 from echofm.tasks.base import EvalOptions, run_windows
+from echofm.train.optim import adamw
 from echofm.train import checkpoint as ckpt
 from echofm.train.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier, broadcast_object,
                                       init_distributed, shutdown)
@@ -403,8 +404,8 @@ def _finetune(ctx: DistContext, data: DatasetIndex, init, config: FinetuneConfig
     encoder, init_name = _build_encoder(init)
     model = TaskModel(encoder, spec, config.mode).to(device)
     base_lr = config.base_lr(ctx.world_size)
-    optimizer = torch.optim.AdamW(param_groups(model, base_lr, config.weight_decay, config.layer_decay),
-                                  lr=base_lr, betas=(0.9, 0.999))
+    optimizer = adamw(param_groups(model, base_lr, config.weight_decay, config.layer_decay),
+                      lr=base_lr, betas=(0.9, 0.999))
     cfg = model.cfg
     train_set = ClipDataset(train, cfg.num_frames, cfg.img_size, config.period,
                             encode_target=None if spec.kind == "segmentation" else functools.partial(task.encode, spec=spec),

@@ -56,7 +56,7 @@ class PretrainConfig:
     clip_grad: float = 0.0  # max gradient norm; 0 disables clipping
     # Hardware.
     device: str = "auto"  # auto: this rank's GPU if CUDA is available, else CPU
-    precision: str = "auto"  # auto: bf16 on GPU, fp32 on CPU; or fp32 / bf16
+    precision: str = "auto"  # auto: bf16 where native (CUDA sm80+, CPU with AVX512_BF16/AMX), else fp32
     activation_checkpointing: bool = False
     compile: bool = False
     workers: int = 4  # DataLoader worker processes per rank

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from echofm.errors import EchoFMError
 from echofm.model import EchoFM, save_model
-from echofm.precision import autocast
+from echofm.precision import autocast, resolve_precision
 from echofm.train import checkpoint as ckpt
 from echofm.train.config import CONFIG_NAME, PretrainConfig
 from echofm.train.data import IndexedClips, build_pretrain_dataset, check_clip, stable_seed
@@ -92,14 +92,6 @@ def mask_noise(indices: torch.Tensor, epoch: int, seed: int, width: int) -> torc
         g = torch.Generator().manual_seed(stable_seed(seed, epoch, "mask", int(index)))
         rows.append(torch.rand(width, generator=g))
     return torch.stack(rows)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise EchoFMError("precision bf16 asked for but this GPU does not support bfloat16")
-    return precision
 
 
 def seed_rank(seed: int, rank: int) -> None:

@@ -1,0 +1,327 @@
+"""The study pipeline on real parts: a phantom exam and the real A4C cine of pydicom-data
+through `echofm study` with a small phantom-trained bundle; SEG and SR read back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from echofm.cli import main
+
+hd = pytest.importorskip("highdicom")
+
+TINY = dict(img_size=32, patch_size=8, num_frames=8, t_patch_size=2, embed_dim=32, depth=2, num_heads=2,
+            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, pred_t_dim=4)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory) -> Path:
+    """A complete phantom bundle with tiny settings (trains in well under a minute)."""
+    from echofm.study import PhantomBundleConfig, phantom_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    phantom_bundle(out, PhantomBundleConfig(clips_per_view=10, size=64, frames=32, epochs=10, seg_epochs=10,
+                                            encoder=TINY, progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def study_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exam") / "exam"
+    assert main(["synth", "--format", "dicom", "--study", "--n", "4", "--size", "80", "--frames", "45",
+                 "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def study_out(tmp_path_factory, study_dir, bundle_dir) -> Path:
+    out = tmp_path_factory.mktemp("study") / "out"
+    assert main(["study", str(study_dir), "--bundle", str(bundle_dir), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def _sources(study_dir: Path) -> dict[str, pydicom.Dataset]:
+    return {ds.SOPInstanceUID: ds for ds in (pydicom.dcmread(p) for p in sorted(study_dir.rglob("*.dcm")))}
+
+
+def test_synth_study_is_one_patients_exam(study_dir):
+    datasets = list(_sources(study_dir).values())
+    truth = json.loads((study_dir / "study_truth.json").read_text())
+    clips = [json.loads(line) for line in (study_dir / "phantom_truth.jsonl").read_text().splitlines()]
+    assert len(datasets) == 4
+    assert {ds.StudyInstanceUID for ds in datasets} == {truth["study_instance_uid"]}
+    assert len({ds.SeriesInstanceUID for ds in datasets}) == 4
+    assert len({(str(ds.PatientName), ds.PatientID, ds.PatientBirthDate) for ds in datasets}) == 1
+    assert [c["view"] for c in clips] == ["A4C", "A2C", "PLAX", "PSAX"]
+    # One heart: every clip's patient parameters are the same, so the nominal EF is one value.
+    assert len({c["params"]["patient"]["ef"] for c in clips}) == 1
+    assert clips[0]["params"]["patient"]["ef"] == pytest.approx(truth["ef"])
+    assert all(ds.Modality == "US" and int(ds.NumberOfFrames) == 45 for ds in datasets)
+
+
+def test_beats_follow_the_phantom_truth():
+    from echofm.phantom import PhantomConfig, generate_case
+    from echofm.study.beats import lv_beats
+
+    case = generate_case(0, PhantomConfig(size=96, num_frames=90, fps=30.0, views=("A4C",)), view="A4C")
+    result = lv_beats(case.labels == 1, 30.0 * 60.0 / case.truth["heart_rate"])
+    assert result["n_beats"] >= 3
+    for beat in result["beats"]:
+        assert min(abs(beat["es"] - es) for es in case.truth["es_frames"]) <= 1
+        assert min(abs(beat["ed"] - ed) for ed in case.truth["ed_frames"]) <= 1
+    assert result["ef_mean"] == pytest.approx(case.truth["ef"], abs=5.0)
+    assert result["ef_sd"] == pytest.approx(np.std([b["ef"] for b in result["beats"]], ddof=1), abs=1e-3)
+
+
+def test_study_outputs_agree_and_refer_to_their_sources(study_out, study_dir):
+    summary = json.loads((study_out / "study.json").read_text())
+    sources = _sources(study_dir)
+    [study] = summary["studies"]
+    assert study["clips_found"] == study["clips_analysed"] == 4
+    assert study["study_instance_uid"] == next(iter(sources.values())).StudyInstanceUID
+    assert summary["bundle"]["phantom"] is True and "not a clinical model" in summary["bundle"]["card"].lower()
+    clips = study["clips"]
+    m = study["measurements"]
+    apical = [c for c in clips if c["view"]["label"] in ("A4C", "A2C")]
+    for c in clips:
+        assert sum(c["view"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert c["routed_to"] == (["segment", "ef"] if c in apical else
+                                  ["disease"] if c["view"]["label"] in ("PLAX", "PSAX") else [])
+        assert (study_out / c["files"]["first_frame"]).is_file()
+    # Study EF: the view-confidence-weighted mean of the apical clips' beat-by-beat EF.
+    pairs = [(c["lv"]["ef_mean"], c["view"]["confidence"]) for c in apical if c["lv"]["ef_mean"] is not None]
+    if pairs:
+        v, w = np.array(pairs).T
+        assert m["ef"]["value"] == pytest.approx(float((v * w).sum() / w.sum()), abs=1e-3)
+        assert sorted(m["ef"]["clips"]) == sorted(c["clip_id"] for c in apical if c["lv"]["ef_mean"] is not None)
+    else:
+        assert "ef" not in m
+    # SEG per segmented cine: refers to its source instance and frames, masks on the source grid.
+    for c in apical:
+        if "seg" not in c["files"]:
+            continue
+        seg = hd.seg.segread(study_out / c["files"]["seg"])
+        src = sources[c["sop_instance_uid"]]
+        assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+        assert (seg.Rows, seg.Columns) == (src.Rows, src.Columns)
+        frames = [int(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+                  for f in seg.PerFrameFunctionalGroupsSequence]
+        areas = c["lv"]["area_px"]
+        assert frames == [t + 1 for t, a in enumerate(areas) if a > 0]
+        assert seg.SegmentSequence[0].SegmentLabel.startswith("Left ventricle cavity")
+        assert str(seg.PatientName) == str(src.PatientName) and seg.StudyInstanceUID == src.StudyInstanceUID
+        assert "InstitutionName" not in seg and "OperatorsName" not in seg
+    # SR: its EF is study.json's, each clip group refers to the clip's instance.
+    sr = pydicom.dcmread(study_out / study["sr"])
+    text = json.dumps(sr.to_json_dict())
+    for sop in (c["sop_instance_uid"] for c in clips):
+        assert sop in text
+    values = _sr_numbers(sr)
+    if "ef" in m:
+        assert m["ef"]["value"] in values["Left Ventricular Ejection Fraction by US"]
+    if "heart_rate" in m:
+        assert m["heart_rate"]["value"] in values["Heart rate"]
+    assert str(sr.PatientName) == str(next(iter(sources.values())).PatientName)
+    assert "InstitutionName" not in sr
+
+
+def _sr_numbers(sr) -> dict[str, list[float]]:
+    """Every numeric content item of an SR by its concept name."""
+    found: dict[str, list[float]] = {}
+
+    def walk(items):
+        for item in items:
+            if item.ValueType == "NUM":
+                name = item.ConceptNameCodeSequence[0].CodeMeaning
+                found.setdefault(name, []).append(float(item.MeasuredValueSequence[0].NumericValue))
+            walk(item.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    return found
+
+
+def test_outputs_hold_no_identifiers(study_out, study_dir):
+    truth = json.loads((study_dir / "study_truth.json").read_text())
+    ident = truth["identifiers"]
+    clips = [json.loads(line) for line in (study_dir / "phantom_truth.jsonl").read_text().splitlines()]
+    secrets = [ident["PatientName"], ident["PatientName"].split("^")[0], ident["PatientID"], ident["PatientBirthDate"],
+               ident["InstitutionName"]] + clips[0]["burned_in_text"]
+    for path in [study_out / "study.json", study_out / "report.html"] + list((study_out / "clips").rglob("*.json")):
+        text = path.read_text()
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} leaked into {path.name}"
+    # The first frame shown is the preprocessed one: cropped to the sector, whose box starts
+    # below the rows where the scanner burned the text in.
+    import cv2
+
+    from echofm.inference import load_study
+
+    summary = json.loads((study_out / "study.json").read_text())
+    by_sop = {c["sop_instance_uid"]: c for c in clips}
+    for record in summary["studies"][0]["clips"]:
+        truth = by_sop[record["sop_instance_uid"]]
+        image = cv2.imread(str(study_out / record["files"]["first_frame"]), cv2.IMREAD_GRAYSCALE)
+        clip = load_study(study_dir / f"{truth['name']}.dcm", image.shape[0])
+        assert clip.sector_box[0] >= truth["region_yxyx"][0]
+        assert np.array_equal(image, clip.frames[0])
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed")
+def test_seg_and_sr_pass_dciodvfy(study_out):
+    files = list((study_out / "dicom").rglob("*.dcm"))
+    assert any(f.name == "SR.dcm" for f in files)
+    for f in files:
+        result = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, f"{f.name}: {errors}"
+
+
+def test_rerun_skips_done_clips(study_out, study_dir, bundle_dir, capsys):
+    before = json.loads((study_out / "study.json").read_text())
+    assert main(["study", str(study_dir), "--bundle", str(bundle_dir), "--out", str(study_out), "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["done"] == 0 and report["skipped"] == 4 and report["failed"] == 0
+    after = json.loads((study_out / "study.json").read_text())
+    assert after["studies"][0]["measurements"] == before["studies"][0]["measurements"]
+
+
+def test_messy_folder_loses_no_good_clip(tmp_path, study_dir, bundle_dir, lossless_still, capsys):
+    src = tmp_path / "export"
+    shutil.copytree(study_dir, src)
+    good = sorted(src.rglob("*.dcm"))
+    ct = pydicom.dcmread(good[0])
+    ct.Modality, ct.SOPInstanceUID = "CT", pydicom.uid.generate_uid()
+    ct.file_meta.MediaStorageSOPInstanceUID = ct.SOPInstanceUID
+    (src / "other").mkdir()
+    ct.save_as(src / "other" / "ct.dcm")
+    data = good[1].read_bytes()
+    truncated = pydicom.dcmread(good[1])
+    truncated.SOPInstanceUID = truncated.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    truncated.save_as(src / "other" / "cut.dcm")
+    cut = (src / "other" / "cut.dcm").read_bytes()
+    (src / "other" / "cut.dcm").write_bytes(cut[:len(cut) // 2])
+    (src / "other" / "notes.txt").write_text("not an image\n")
+    shutil.copy(lossless_still, src / "other" / "still.dcm")
+    assert len(data) > 0
+    out = tmp_path / "out"
+    args = ["study", str(src), "--bundle", str(bundle_dir), "--out", str(out), "--quiet", "--keep-paths"]
+    assert main(args) == 1  # a clip failed: the exit status says so
+    capsys.readouterr()
+    assert main(args + ["--allow-failures"]) == 0
+    summary = json.loads((out / "study.json").read_text())
+    good_study = [s for s in summary["studies"] if s["clips_analysed"]]
+    assert [s["clips_analysed"] for s in good_study] == [4]
+    kinds = {x["file"]: x["kind"] for x in summary["not_analysed"]}
+    assert kinds["other/ct.dcm"] == "not_echo"
+    assert kinds["other/notes.txt"] == "not_dicom"
+    assert kinds["other/still.dcm"] == "single_frame"
+    [failure] = summary["failed"]
+    assert failure["source"] == "other/cut.dcm" and "truncated" in failure["reason"]
+    assert str(src) not in (out / "study.json").read_text()
+    # Without --keep-paths files are named by a hash, and no reason names the path.
+    out2 = tmp_path / "out2"
+    assert main(args[:-1] + ["--out", str(out2), "--allow-failures"]) == 0
+    text = (out2 / "study.json").read_text()
+    assert "cut.dcm" not in text and "notes.txt" not in text and "export" not in text
+
+
+def test_zip_source_and_unsafe_zip(tmp_path, study_dir, bundle_dir):
+    from echofm.errors import EchoFMError
+    from echofm.study.scan import extract_zip
+
+    archive = tmp_path / "exam.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(study_dir.rglob("*.dcm")):
+            zf.write(p, f"EXPORT/{p.relative_to(study_dir)}")
+    out = tmp_path / "out"
+    assert main(["study", str(archive), "--bundle", str(bundle_dir), "--out", str(out), "--quiet", "--no-dicom"]) == 0
+    assert json.loads((out / "study.json").read_text())["studies"][0]["clips_analysed"] == 4
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../escape.txt", "x")
+    with pytest.raises(EchoFMError, match="outside the archive"):
+        extract_zip(evil, tmp_path / "x")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_deidentify_replaces_the_patient_module(tmp_path, study_dir, bundle_dir):
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir), "--bundle", str(bundle_dir), "--out", str(out), "--quiet",
+                 "--deidentify"]) == 0
+    sources = _sources(study_dir)
+    src = next(iter(sources.values()))
+    summary = json.loads((out / "study.json").read_text())
+    [study] = summary["studies"]
+    assert study["study_instance_uid"] != src.StudyInstanceUID
+    for f in (out / "dicom").rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        assert str(ds.PatientName) != str(src.PatientName) and ds.PatientID != src.PatientID
+        assert ds.get("PatientBirthDate", "") == "" and ds.PatientIdentityRemoved == "YES"
+        assert ds.StudyInstanceUID == study["study_instance_uid"]
+        for sop in sources:
+            assert sop not in json.dumps(ds.to_json_dict())
+
+
+def test_real_a4c_cine_through_the_study(tmp_path, color3d_cine, bundle_dir):
+    out = tmp_path / "out"
+    assert main(["study", str(color3d_cine), "--bundle", str(bundle_dir), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "study.json").read_text())
+    [study] = summary["studies"]
+    [clip] = study["clips"]
+    src = pydicom.dcmread(color3d_cine, stop_before_pixels=True)
+    assert clip["frames"] == int(src.NumberOfFrames) and clip["sop_instance_uid"] == src.SOPInstanceUID
+    sr = pydicom.dcmread(out / study["sr"])
+    assert src.SOPInstanceUID in json.dumps(sr.to_json_dict())
+    assert sr.StudyInstanceUID == src.StudyInstanceUID
+
+
+def test_seg_of_the_real_cine_round_trips(tmp_path, color3d_cine):
+    """A mask made on the preprocessed frames goes back onto the source grid and into a
+    SEG that highdicom reads back frame for frame."""
+    from echofm.inference import load_study
+    from echofm.io import read_clip
+    from echofm.study.deid import reference_header
+    from echofm.study.dicom_out import write_lv_seg
+    from echofm.study.pipeline import to_source_grid
+
+    raw = read_clip(color3d_cine)
+    clip = load_study(color3d_cine, 64)
+    masks = np.zeros((clip.num_frames, 64, 64), np.uint8)
+    masks[::3, 20:40, 24:44] = 1  # every third frame
+    grid = to_source_grid(masks, clip.sector_box, raw.frames.shape[1:3])
+    y0, x0, y1, x1 = clip.sector_box
+    assert grid[:, :y0].max() == 0 and grid[:, y1:].max() == 0 and grid[0].sum() > 0
+    header = reference_header(color3d_cine)
+    path = write_lv_seg(tmp_path / "seg.dcm", header, grid.astype(bool), hd.UID(), 901)
+    seg = hd.seg.segread(path)
+    assert seg.NumberOfFrames == len(range(0, clip.num_frames, 3))
+    pixels = seg.pixel_array  # [frames, R, C]
+    for k, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        source_frame = int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber) - 1
+        assert source_frame == 3 * k
+        assert np.array_equal(pixels[k].astype(bool), grid[source_frame].astype(bool))
+
+
+def test_bundle_create_checks_roles(tmp_path, bundle_dir, capsys):
+    from echofm.errors import EchoFMError
+    from echofm.study import create_bundle, load_bundle
+
+    out = tmp_path / "b2"
+    assert main(["bundle", "create", "--view", str(bundle_dir / "view"), "--segment", str(bundle_dir / "segment"),
+                 "--out", str(out)]) == 0
+    bundle = load_bundle(out)
+    assert bundle.roles == ["view", "segment"]
+    entry = bundle.manifest["models"]["view"]
+    assert entry["contract"]["num_frames"] == TINY["num_frames"] and entry["training_data"]["data"]["train"] > 0
+    assert entry["metrics"]["main_metric"]["name"] == "video.balanced_accuracy"
+    with pytest.raises(EchoFMError, match="segment.*view|view.*segment"):
+        create_bundle(tmp_path / "b3", {"view": bundle_dir / "segment", "ef": bundle_dir / "ef"})
+    with pytest.raises(EchoFMError, match="bundle.json"):
+        load_bundle(tmp_path)
