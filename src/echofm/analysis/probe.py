@@ -16,10 +16,10 @@ frame, where the clip may cut the beat.
 
 Video labels (EF, view): ``video_features`` gives each video's mean-pooled tokens, on which
 ``echofm.probes.ridge.video_probe`` fits the same ridge, standardised per feature over the
-training videos (regression, or one-hot targets and argmax for classes). Standardising first is what makes a closed-form probe
-fair to features whose variation between videos is small next to their common part;
-fine-tuning's gradient-trained linear probe does the same with an affine-free batch norm
-(``model.heads.FeatureNorm``).
+training videos (regression, or one-hot targets and argmax for classes). Standardising
+first is what makes a closed-form probe fair to features whose variation between videos is
+small next to their common part; fine-tuning's gradient-trained linear probe does the same
+with an affine-free batch norm (``model.heads.FeatureNorm``).
 
 Layouts: videos are uint8 ``[T, H, W]`` / ``[T, H, W, 3]``; model clips ``[N, 3, F, S, S]``.
 """
