@@ -85,8 +85,9 @@ def frozen_probes(index, arms: dict, references: dict, out: Path) -> dict:
 
     from echofm.analysis.demo_figures import phase_probe_figure
     from echofm.analysis.probe import (PhaseProbeConfig, embed_videos, phase_probe, pixel_phase_baseline,
-                                       video_features, video_probe)
+                                       video_features)
     from echofm.files import write_text_atomic
+    from echofm.probes.ridge import video_probe
 
     train_s, test_s = index.split("train"), index.split("test")
     train, test = _phase_videos(train_s), _phase_videos(test_s)
