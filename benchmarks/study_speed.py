@@ -27,14 +27,14 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def main():
+def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--bundle", default=None, help="model bundle (default: train a small phantom bundle first)")
     p.add_argument("--clips", type=int, default=40, help="clips in the phantom exam")
     p.add_argument("--size", type=int, default=112, help="phantom frame side in pixels")
     p.add_argument("--frames", type=int, default=48, help="frames per clip")
     p.add_argument("--no-dicom", action="store_true", help="do not write SEG and SR")
-    a = p.parse_args()
+    a = p.parse_args(argv)
 
     import torch
 
@@ -56,7 +56,7 @@ def main():
         wall = time.perf_counter() - start
         study = run.studies[0]
         n = max(1, run.batch.done)
-        print(json.dumps({
+        report = {
             "clips": a.clips, "analysed": run.batch.done, "failed": run.batch.failed_total,
             "frames_per_clip": a.frames, "size": a.size, "bundle": str(a.bundle or "small phantom bundle (trained here)"),
             "wall_s": round(wall, 2), "s_per_clip": round(wall / n, 3),
@@ -64,7 +64,9 @@ def main():
             "other_s_per_clip": round((wall - sum(run.stage_seconds.values())) / n, 4),
             "views": study["measurements"].get("views"),
             "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        }, indent=2))
+        }
+    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

@@ -325,3 +325,37 @@ def test_bundle_create_checks_roles(tmp_path, bundle_dir, capsys):
         create_bundle(tmp_path / "b3", {"view": bundle_dir / "segment", "ef": bundle_dir / "ef"})
     with pytest.raises(EchoFMError, match="bundle.json"):
         load_bundle(tmp_path)
+
+
+def test_dicomdir_lists_the_study(tmp_path, study_dir):
+    """A DICOMDIR names its files: those are the ones scanned, grouped by study and series."""
+    from pydicom.fileset import FileSet
+
+    from echofm.study.scan import scan
+
+    fs = FileSet()
+    for p in sorted(study_dir.rglob("*.dcm")):
+        fs.add(p)
+    fs.write(tmp_path / "media")
+    (tmp_path / "media" / "stray.dcm").write_bytes(next(study_dir.rglob("*.dcm")).read_bytes())  # not listed
+    inventory = scan(tmp_path / "media" / "DICOMDIR", tmp_path / "x")
+    assert len(inventory.instances) == 4 and not inventory.listed
+    [series] = inventory.studies.values()
+    assert len(series) == 4
+    # The folder as a whole: the stray copy is found too, as a duplicate of its SOP instance.
+    folder = scan(tmp_path / "media", tmp_path / "y")
+    assert len(folder.instances) == 4 and [x.kind for x in folder.listed] == ["duplicate"]
+
+
+def test_study_speed_benchmark_runs_at_toy_size(bundle_dir, capsys):
+    """benchmarks/study_speed.py end to end on a 2-clip exam (no speed asserted)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "study_speed.py"
+    spec = importlib.util.spec_from_file_location("study_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--bundle", str(bundle_dir), "--clips", "2", "--size", "64", "--frames", "24"])
+    assert report["analysed"] == 2 and report["failed"] == 0
+    assert {"read", "preprocess", "view", "phase", "write"} <= set(report["stage_s_per_clip"])
+    assert '"s_per_clip"' in capsys.readouterr().out

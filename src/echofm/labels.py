@@ -47,6 +47,11 @@ SEGMENTATION_CLASSES: list[str] = [STRUCTURES[v] for v in (BACKGROUND, LV_CAVITY
 # --- views ----------------------------------------------------------------------------------
 
 VIEWS = ("A4C", "A2C", "PLAX", "PSAX")  # apical 4- and 2-chamber, parasternal long and short axis
+# How the study pipeline routes a view: apical views show the LV long axis (segmentation,
+# EF), parasternal views the aortic valve (disease). A3C and A5C are for bundles trained on
+# data that has them.
+APICAL_VIEWS = ("A4C", "A2C", "A3C", "A5C")
+PARASTERNAL_VIEWS = ("PLAX", "PSAX")
 CAMUS_VIEWS = {"2CH": "A2C", "4CH": "A4C"}  # CAMUS file tag -> view
 PEDIATRIC_VIEWS = ("A4C", "PSAX")  # the views EchoNet-Pediatric releases
 

@@ -14,7 +14,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True,
+                           help="create: assemble from fine-tuning runs; phantom: train on phantoms")
     c = sub.add_parser("create", help="assemble a bundle from fine-tuning runs")
     c.add_argument("--view", required=True, metavar="RUN", help="view classification run (echofm finetune --task view)")
     c.add_argument("--segment", metavar="RUN", help="LV segmentation run (--task segment; class 1 = LV cavity)")

@@ -25,14 +25,14 @@ import numpy as np
 from echofm.batch import BatchJob, BatchOptions, BatchSummary, Source
 from echofm.errors import EchoFMError
 from echofm.files import write_json_atomic
+from echofm.labels import APICAL_VIEWS as APICAL
 from echofm.labels import LV_CAVITY
+from echofm.labels import PARASTERNAL_VIEWS as PARASTERNAL
 from echofm.study.bundle import Bundle, load_bundle
 from echofm.study.scan import Instance, Inventory, scan, study_id
 
 log = logging.getLogger("echofm.study")
 
-APICAL = ("A4C", "A2C", "A3C", "A5C")
-PARASTERNAL = ("PLAX", "PSAX")
 STAGES = ("read", "preprocess", "view", "segment", "ef", "disease", "phase", "write")
 
 
@@ -126,7 +126,7 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
                  dicom_dir: Optional[Path] = None, header=None) -> dict:
     """One cine through the bundle: its JSON-ready record (files written into ``clip_dir``;
     ``clip_id`` names the clip, ``timer(stage)`` times each stage)."""
-    from echofm.analysis.phase import phase_from_pixels
+    from echofm.analysis.phase import PhaseResult, phase_from_pixels
     from echofm.io import read_clip
     from echofm.predict import PredictConfig, predict_frames
 
@@ -147,7 +147,10 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
                              "probabilities": {k: round(v, 5) for k, v in pred["probabilities"].items()}}}
     view = pred["label"]
     with timer("phase"):
-        phase = phase_from_pixels(clip.frames, clip.fps)
+        try:
+            phase = phase_from_pixels(clip.frames, clip.fps)
+        except ValueError:  # a cine too short for a cycle: no heart rate, the rest still holds
+            phase = PhaseResult(cycle_frames=None, heart_rate_bpm=None, fps=clip.fps)
     record["phase"] = {"heart_rate_bpm": None if phase.heart_rate_bpm is None else round(phase.heart_rate_bpm, 2),
                        "cycle_frames": None if phase.cycle_frames is None else round(phase.cycle_frames, 3),
                        "ed_frames": phase.ed_frames, "es_frames": phase.es_frames}
