@@ -13,7 +13,10 @@ embeddings).
 The public EchoFM code is not part of echofm: its figures (ViT-S/16, 16 x 112 x 112,
 tubelet 2, batch 4, fp32) were measured in issue 14 on an AVX2 machine whose fp32 matmul
 ran at 110 GFLOP/s. Throughput is compute-bound, so they are scaled here by this machine's
-fp32 matmul rate / 110 (peak memory is not scaled).
+fp32 matmul rate / 110 (peak memory is not scaled). Each run measures the matmul rates again
+in its own process right after it (``matmul_gflops_here``): its utilisation and its ratio to
+the public code use those, so a run on a shared machine is compared with what the machine
+gave it at the time, not with a rate measured minutes earlier.
 
     python benchmarks/model_speed.py [--presets echofm-tiny echofm-small] [--batch 4] [--steps 5]
 """
@@ -82,8 +85,17 @@ def flops_of(fn) -> int:
 
 
 def peak_mib(device: str) -> float:
+    """Peak memory so far: torch's peak allocation on a GPU; on a CPU this process's
+    high-water resident set (VmHWM). Not ``ru_maxrss``: Linux carries that across
+    ``execve`` from the parent, so a child would report at least the driver's peak."""
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -152,13 +164,19 @@ def measure(preset: str, mode: str, engine: str, precision: str, batch: int, ste
     if save_to and video is not None:
         torch.save(video.cpu(), save_to)
     peak = peak_mib(device)
+    # The matmul rates again, in this process right after its run: on a shared machine the
+    # load changes between runs, and a run is best compared with the rate it could get.
+    own = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}[
+        "int8" if engine == "onnx-int8" else precision]
+    out["matmul_gflops_here"] = {"fp32": round(matmul_gflops(torch.float32, device), 1),
+                                 "own": round(matmul_gflops(own, device), 1)}
     out.update({
         "clips_per_s": round(batch / seconds, 2),
         "gflop_per_clip": None if flops is None else round(flops / batch / 1e9, 2),
         "achieved_gflops": None if flops is None else round(flops / seconds / 1e9, 1),
         "peak_memory_mib": round(peak, 1),
         "peak_memory_over_import_mib": round(peak - baseline, 1),
-        "peak_memory_kind": "cuda max allocated" if device.startswith("cuda") else "process max RSS",
+        "peak_memory_kind": "cuda max allocated" if device.startswith("cuda") else "process peak RSS (VmHWM)",
     })
     return out
 
@@ -236,7 +254,7 @@ def main() -> None:
                     if "error" in res:
                         row[f"{mode}_error"] = res["error"]
                         continue
-                    rate = peak.get(precision, peak["fp32"])
+                    rate = res["matmul_gflops_here"]["own"]
                     row[mode] = {k: res[k] for k in ("clips_per_s", "gflop_per_clip", "achieved_gflops",
                                                      "peak_memory_mib", "peak_memory_over_import_mib")}
                     if row[mode]["gflop_per_clip"] is None:  # ONNX: torch fp32's count for the same graph
@@ -244,6 +262,9 @@ def main() -> None:
                         row[mode]["gflop_per_clip"] = torch_row["embed"]["gflop_per_clip"]
                         row[mode]["achieved_gflops"] = round(row[mode]["gflop_per_clip"] * res["clips_per_s"], 1)
                     row[mode]["utilisation_of_own_matmul_peak"] = round(row[mode]["achieved_gflops"] / rate, 3)
+                    row[mode]["matmul_gflops_here"] = res["matmul_gflops_here"]
+                    # The public figures scaled by the fp32 matmul rate this run could get.
+                    row[mode]["public_scale_here"] = round(res["matmul_gflops_here"]["fp32"] / PUBLIC["matmul_fp32_gflops"], 3)
                     if save_to and Path(save_to).is_file():
                         video = torch.load(save_to, weights_only=True)
                         reference = video if label == "torch-fp32" else reference
@@ -252,10 +273,12 @@ def main() -> None:
                 if preset == PUBLIC["preset"]:
                     ratios = {}
                     if "train" in row:
-                        ratios["train_vs_public"] = round(row["train"]["clips_per_s"] / public["scaled_train_clips_per_s"], 2)
+                        scaled = PUBLIC["train_clips_per_s"] * row["train"]["public_scale_here"]
+                        ratios["train_vs_public"] = round(row["train"]["clips_per_s"] / scaled, 2)
                         ratios["train_peak_memory_vs_public"] = round(row["train"]["peak_memory_mib"] / PUBLIC["peak_memory_mib"], 2)
                     if "embed" in row:
-                        ratios["embed_vs_public"] = round(row["embed"]["clips_per_s"] / public["scaled_embed_clips_per_s"], 2)
+                        scaled = PUBLIC["embed_clips_per_s"] * row["embed"]["public_scale_here"]
+                        ratios["embed_vs_public"] = round(row["embed"]["clips_per_s"] / scaled, 2)
                     row["vs_public_code"] = ratios
                 runs.append(row)
     print(json.dumps({"hardware": hw.to_dict(), "torch": torch.__version__, "device": args.device,

@@ -78,7 +78,7 @@ def test_task_models_save_their_contract_and_old_ones_get_their_period(tmp_path)
     from echofm.config import preset
     from echofm.model.echofm import VideoEncoder
     from echofm.tasks.adapter import TaskModel, TaskSpec, load_task_model, save_task_model
-    from echofm.tasks.engine import trained_contract
+    from echofm.tasks.finetuning import trained_contract
 
     cfg = preset("tiny").replace(img_size=32, depth=1)
     contract = InputContract(num_frames=cfg.num_frames, image_size=32, fps=12.5, frame_step=2)

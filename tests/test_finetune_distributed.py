@@ -13,7 +13,9 @@ import torch.multiprocessing as mp
 
 from echofm.datasets import phantom_task_dataset
 from echofm.phantom import PhantomConfig
-from echofm.tasks.engine import CHECKPOINT, FinetuneConfig, finetune_and_evaluate
+from echofm.tasks.engine import FinetuneConfig
+from echofm.tasks.finetuning import finetune_and_evaluate
+from echofm.train import checkpoint as ckpt
 from tests._downstream import save_tiny_model
 
 # Only the order of float additions differs: DDP averages two half-batch gradients, one
@@ -29,7 +31,7 @@ def phantom_views():
 def config(batch_size: int, mode: str = "full") -> FinetuneConfig:
     # Full fine-tuning: gradients of encoder and head go through DDP; validation every epoch.
     # Linear probe: its batch norm must see the global batch's statistics, not each rank's half.
-    return FinetuneConfig(task="view", mode=mode, epochs=2, batch_size=batch_size, lr=5e-3, warmup_epochs=0.5,
+    return FinetuneConfig(task="view", mode=mode, epochs=2, batch_size=batch_size, blr=2e-2, warmup_epochs=0.5,
                           progress=False)
 
 
@@ -94,8 +96,8 @@ def test_two_gloo_processes_finetune_like_one_process(tmp_path, single_process):
     for p1, p2 in zip(preds1, preds2):
         assert p2["probs"] == pytest.approx(p1["probs"], abs=1e-4)
     # The checkpoint holds both ranks' RNG states; the run records its world size.
-    state = torch.load(two / "run" / CHECKPOINT, weights_only=True)
-    assert len(state["rng"]) == 2 and state["epoch"] == 2
+    _, state = ckpt.latest_good_checkpoint(two / "run" / "checkpoints")
+    assert len(state["rng"]) == 2 and state["sampler"]["epoch"] == 2 and state["step"] == 4
     assert json.loads((two / "run" / "config.json").read_text())["world_size"] == 2
 
 

@@ -41,7 +41,7 @@ def setup(tmp_path_factory, ybr_cine):
     echonet_ef = read_dataset("echonet", root / "echonet", task="ef")
     finetune(echonet_ef, root / "init", FinetuneConfig(task="ef", **quick), root / "ef_run")
     finetune(read_dataset("echonet", root / "echonet", task="segment"), root / "init",
-             FinetuneConfig(task="segment", mode="full", lr=2e-2, warmup_epochs=0, **quick), root / "seg_run")
+             FinetuneConfig(task="segment", mode="full", blr=8e-2, warmup_epochs=0, **quick), root / "seg_run")
     inputs = root / "inputs"
     inputs.mkdir()
     shutil.copy(ybr_cine, inputs / "cine.dcm")

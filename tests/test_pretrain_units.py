@@ -84,7 +84,7 @@ def test_lr_scaling_and_warmup_cosine():
 def test_precision_defaults():
     import echofm.runtime.precision as runtime_precision
     from echofm.runtime.hardware import Hardware
-    from echofm.train.pretrain import resolve_precision
+    from echofm.train.loop import resolve_precision
 
     # Pretraining takes the one rule of echofm.runtime (auto: bf16 only where native).
     assert resolve_precision is runtime_precision.resolve_precision

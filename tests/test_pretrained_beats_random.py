@@ -39,7 +39,8 @@ import torch
 from echofm.datasets import phantom_task_dataset
 from echofm.model import EchoFM
 from echofm.phantom import PhantomConfig
-from echofm.tasks.engine import FinetuneConfig, finetune_and_evaluate
+from echofm.tasks.engine import FinetuneConfig
+from echofm.tasks.finetuning import finetune_and_evaluate
 from echofm.train.config import load_pretrain_config
 from echofm.train.data import PhantomClips
 from echofm.train.pretrain import pretrain

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from echofm.analysis.probe import (PhaseProbeConfig, PhaseVideo, RidgeProbe, curve_cycle, events_from_curve,
+from echofm.analysis.probe import (PhaseProbeConfig, PhaseVideo, curve_cycle, events_from_curve,
                                    merge_step_predictions, pixel_phase_baseline, probe_spec,
                                    run_phase_probe, score_events, step_targets, summarise_scores)
 from echofm.phantom import PhantomConfig, generate_case
+from echofm.probes.ridge import RidgeProbe
 
 PHANTOM = PhantomConfig(size=64, num_frames=40, fps=15.0, views=("A4C", "A2C"))
 

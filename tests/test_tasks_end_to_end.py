@@ -25,14 +25,14 @@ def toy(tmp_path_factory):
 
 def test_ef_linear_probe_learns_and_evaluate_writes_metrics(toy, tmp_path):
     data = read_dataset("csv", toy / "data", task="ef", target="label")
-    cfg = FinetuneConfig(task="ef", mode="linear", target="label", epochs=12, batch_size=4, lr=0.5, warmup_epochs=0,
+    cfg = FinetuneConfig(task="ef", mode="linear", target="label", epochs=12, batch_size=4, blr=2.0, warmup_epochs=0,
                          weight_decay=0.0, progress=False)
     result = finetune(data, toy / "init", cfg, tmp_path / "run")
     losses = [h["train_loss"] for h in result.history]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2])
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 12 and "val" in json.loads(lines[0])
-    assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "task.json").exists()
+    assert list((tmp_path / "run" / "checkpoints").glob("step-*.pt")) and (tmp_path / "run" / "task.json").exists()
     metrics = evaluate(tmp_path / "run", data, split="test", out_dir=tmp_path / "eval")
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["task"] == "ef" and saved["video"]["n"] == 2 and saved["clip"]["n"] >= 2

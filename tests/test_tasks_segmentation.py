@@ -11,7 +11,8 @@ import pytest
 from echofm.datasets import read_dataset
 from echofm.tasks import evaluate, finetune
 from echofm.tasks.disease import map_disease_label
-from echofm.tasks.engine import FinetuneConfig, param_groups, subsample
+from echofm.tasks.engine import FinetuneConfig, subsample
+from echofm.train.optim import encoder_layer, param_groups
 from echofm.tasks.adapter import TaskModel, TaskSpec
 from echofm.model.echofm import VideoEncoder
 from echofm import ModelConfig
@@ -50,7 +51,7 @@ def echonet(tmp_path_factory):
 def test_segmentation_finetune_and_evaluate(echonet, tmp_path):
     data = read_dataset("echonet", echonet, task="segment")
     assert all((s.meta["ed_frame"], s.meta["es_frame"]) == (8, 4) for s in data.samples)
-    cfg = FinetuneConfig(task="segment", mode="full", epochs=6, batch_size=3, lr=2e-2, warmup_epochs=0,
+    cfg = FinetuneConfig(task="segment", mode="full", epochs=6, batch_size=3, blr=8e-2, warmup_epochs=0,
                          frame_step=2, progress=False)
     result = finetune(data, echonet / "init", cfg, tmp_path / "run")
     losses = [h["train_loss"] for h in result.history]
@@ -94,7 +95,8 @@ def test_label_fraction_is_stratified_grouped_and_seeded():
 def test_layer_wise_lr_decay_and_frozen_modes():
     enc = VideoEncoder(ModelConfig(**TINY_ENCODER))
     full = TaskModel(enc, TaskSpec(task="ef", kind="regression"), "full")
-    groups = param_groups(full, base_lr=1.0, weight_decay=0.05, layer_decay=0.5)
+    depth = full.cfg.depth
+    groups = param_groups(full, weight_decay=0.05, layer_decay=0.5, layer_of=encoder_layer(depth), num_layers=depth)
     scale = {}
     for g in groups:
         for p in g["params"]:
@@ -108,4 +110,4 @@ def test_layer_wise_lr_decay_and_frozen_modes():
     probe = TaskModel(VideoEncoder(ModelConfig(**TINY_ENCODER)), TaskSpec(task="view", kind="multiclass",
                                                                            classes=["a", "b"]), "linear")
     assert not any(p.requires_grad for p in probe.encoder.parameters())
-    assert all(g["lr_scale"] == 1.0 for g in param_groups(probe, 1.0, 0.0, 0.5))
+    assert all(g["lr_scale"] == 1.0 for g in param_groups(probe, 0.0, 0.5, encoder_layer(depth), depth))

@@ -14,12 +14,12 @@ its frame error is the distance to the nearest predicted event of its kind. Only
 strictly inside the video are scored: nobody can place an extremum on its first or last
 frame, where the clip may cut the beat.
 
-Video labels (EF, view): ``video_probe`` fits the same ridge on the mean-pooled tokens of
-each video, standardised per feature over the training videos (regression, or one-hot
-targets and argmax for classes). Standardising first is what makes a closed-form probe
-fair to features whose variation between videos is small next to their common part;
-fine-tuning's gradient-trained linear probe does the same with an affine-free batch norm
-(``model.heads.FeatureNorm``).
+Video labels (EF, view): ``video_features`` gives each video's mean-pooled tokens, on which
+``echofm.probes.ridge.video_probe`` fits the same ridge, standardised per feature over the
+training videos (regression, or one-hot targets and argmax for classes). Standardising
+first is what makes a closed-form probe fair to features whose variation between videos is
+small next to their common part; fine-tuning's gradient-trained linear probe does the same
+with an affine-free batch norm (``model.heads.FeatureNorm``).
 
 Layouts: videos are uint8 ``[T, H, W]`` / ``[T, H, W, 3]``; model clips ``[N, 3, F, S, S]``.
 """
@@ -33,6 +33,7 @@ import numpy as np
 
 from echofm.analysis.phase import cycle_length, find_ed_es, phase_from_pixels
 from echofm.windows import WindowSpec, plan_windows, run_windows, spec_for
+from echofm.probes.ridge import RidgeProbe
 
 EVENTS = ("ed", "es")
 FEATURES = ("frames", "tokens")
@@ -159,60 +160,6 @@ def embed_steps(model, frames: np.ndarray, config: PhaseProbeConfig, window_step
     out = run_windows(features, frames, windows, config.batch_size, config.device, config.precision,
                       size=cfg.img_size)
     return StepEmbeddings({k: v.numpy() for k, v in out.items()}, list(windows))
-
-
-# --- the ridge probe ---------------------------------------------------------------------
-
-def _ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Weights ``[D + 1]`` or ``[D + 1, K]`` (bias last) of ridge regression on y ``[n]`` or
-    ``[n, K]``; alpha is per row (scaled by n)."""
-    Xb = np.hstack([X, np.ones((len(X), 1))])
-    reg = alpha * len(X) * np.eye(Xb.shape[1])
-    reg[-1, -1] = 0.0  # the bias is not shrunk
-    return np.linalg.solve(Xb.T @ Xb + reg, Xb.T @ y)
-
-
-class RidgeProbe:
-    """Linear regression on standardised features with a cross-validated ridge strength."""
-
-    def __init__(self, alphas: Sequence[float], folds: int = 4):
-        self.alphas, self.folds = tuple(alphas), folds
-        self.alpha: Optional[float] = None
-        self.cv_mse: dict[float, float] = {}
-        self.mean = self.scale = self.weights = None
-
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: Optional[np.ndarray] = None) -> "RidgeProbe":
-        """X [n, D], y [n] or [n, K], groups [n] (rows of one group, e.g. the steps of one
-        video, are never split between folds; None: every row its own group)."""
-        groups = np.arange(len(X)) if groups is None else groups
-        X, y, groups = np.asarray(X, np.float64), np.asarray(y, np.float64), np.asarray(groups)
-        if len(X) != len(y) or len(X) != len(groups) or len(X) < 2:
-            raise ValueError(f"need matching X, y, groups with at least 2 rows, got {len(X)}, {len(y)}, {len(groups)}")
-        self.mean, self.scale = X.mean(axis=0), X.std(axis=0) + 1e-8
-        Z = (X - self.mean) / self.scale
-        unique = np.unique(groups)
-        k = min(self.folds, len(unique))
-        if len(self.alphas) == 1 or k < 2:
-            self.alpha = self.alphas[0]
-        else:
-            fold_of = {g: i % k for i, g in enumerate(np.random.default_rng(0).permutation(unique))}
-            fold = np.array([fold_of[g] for g in groups])
-            for a in self.alphas:
-                errs = []
-                for f in range(k):
-                    tr, te = fold != f, fold == f
-                    w = _ridge(Z[tr], y[tr], a)
-                    errs.append(np.mean((Z[te] @ w[:-1] + w[-1] - y[te]) ** 2))
-                self.cv_mse[a] = float(np.mean(errs))
-            self.alpha = min(self.cv_mse, key=self.cv_mse.get)
-        self.weights = _ridge(Z, y, self.alpha)
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.weights is None:
-            raise RuntimeError("RidgeProbe.predict before fit")
-        Z = (np.asarray(X, np.float64) - self.mean) / self.scale
-        return Z @ self.weights[:-1] + self.weights[-1]
 
 
 # --- curves and events -------------------------------------------------------------------
@@ -411,52 +358,10 @@ def run_phase_probe(model, train: Sequence[PhaseVideo], test: Sequence[PhaseVide
 
 # --- video-level probes ------------------------------------------------------------------
 
-VIDEO_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-
-
 def video_features(embedded: Sequence[StepEmbeddings], kind: str = "tokens") -> np.ndarray:
     """One vector per video ``[N, D]``: its ``kind`` features averaged over steps and windows
     (for ``tokens``, the mean of all its windows' tokens: the linear probe's pooling)."""
     return np.stack([e.features[kind].mean(axis=(0, 1)) for e in embedded])
-
-
-@dataclass
-class VideoProbeResult:
-    """Test metrics, test predictions (values, or class names) and the chosen ridge."""
-
-    metrics: dict
-    predictions: list
-    alpha: float
-
-
-def video_probe(train_x: np.ndarray, train_y: Sequence, test_x: np.ndarray, test_y: Sequence, kind: str,
-                alphas: Sequence[float] = VIDEO_ALPHAS, folds: int = 4) -> VideoProbeResult:
-    """Ridge probe on standardised video features, strength cross-validated over videos.
-
-    kind: ``regression`` (float targets; metrics MAE, RMSE, R2, bias) or ``classification``
-    (class names; one-hot ridge, argmax; metrics accuracy and balanced accuracy over the
-    classes present in the test labels).
-    """
-    from echofm.tasks import metrics as M
-
-    if kind == "regression":
-        probe = RidgeProbe(alphas, folds).fit(train_x, np.asarray(train_y, np.float64))
-        pred = probe.predict(test_x)
-        return VideoProbeResult(M.regression_metrics(list(test_y), pred.tolist()), pred.tolist(), probe.alpha)
-    if kind != "classification":
-        raise ValueError(f"kind must be regression or classification, got {kind!r}")
-    classes = sorted(set(train_y))
-    if len(classes) < 2:
-        raise ValueError(f"classification needs at least two classes in the training labels, got {classes}")
-    onehot = np.eye(len(classes))[[classes.index(c) for c in train_y]]
-    probe = RidgeProbe(alphas, folds).fit(train_x, onehot)
-    pred = [classes[i] for i in probe.predict(test_x).argmax(axis=1)]
-    truth = list(test_y)
-    correct = [p == t for p, t in zip(pred, truth)]
-    recalls = [np.mean([c for c, t in zip(correct, truth) if t == name]) for name in sorted(set(truth))]
-    metrics = {"n": len(truth), "accuracy": float(np.mean(correct)), "balanced_accuracy": float(np.mean(recalls)),
-               "classes": classes}
-    return VideoProbeResult(metrics, pred, probe.alpha)
 
 
 def pixel_phase_baseline(test: Sequence[PhaseVideo], tolerance: int) -> PhaseProbeResult:

@@ -26,8 +26,8 @@ SIZE_HELP = {
     "batch_size": "pretraining batch size",
     "lr": "pretraining peak learning rate",
     "probe_epochs": "epochs of the EF and view linear probes",
-    "probe_lr": "base learning rate of the EF and view linear probes, applied as lr * 8 / 64 (the "
-                "engine's linear-probe rule)",
+    "probe_lr": "base learning rate of the EF and view linear probes, applied as blr * 8 / 256 (the "
+                "one LR rule of fine-tuning and pretraining)",
     "workers": "worker processes for synth and prepare",
 }
 

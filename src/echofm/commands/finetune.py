@@ -13,7 +13,7 @@ HELP = "adapt a pretrained encoder to a clinical task (linear / attentive probe 
 DESCRIPTION = (
     "Adapt an EchoFM encoder to ejection fraction (ef), view classification (view), chamber segmentation "
     "(segment) or disease grading (disease), reading the dataset in its public layout. Writes RUN/config.json, "
-    "RUN/metrics.jsonl, RUN/checkpoint.pt (resume) and the best model (RUN/model.safetensors + task.json). "
+    "RUN/metrics.jsonl, RUN/checkpoints/ (resume) and the best model (RUN/model.safetensors + task.json). "
     "Several GPUs or CPU processes: launch it with torchrun, e.g. "
     "`torchrun --nproc_per_node=4 -m echofm finetune ... --device cuda` (one rank per process; rank 0 writes).")
 
@@ -45,9 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=10, help="training epochs")
     p.add_argument("--batch-size", type=int, default=8,
                    help="clips per step and process (under torchrun the global batch is this x processes)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="base learning rate, scaled by batch-size/64 (default per mode: linear 1e-2, "
-                        "attentive 1e-3, full 5e-4; 0.3 for the linear segmentation head)")
+    p.add_argument("--blr", type=float, default=None,
+                   help="base learning rate; lr = blr * effective batch / 256, the effective batch being "
+                        "batch-size x accum-steps x processes (default per mode: linear 0.04, attentive 0.004, "
+                        "full 0.002; 1.2 for the linear segmentation head)")
+    p.add_argument("--lr", type=float, default=None, help="absolute learning rate (overrides --blr scaling)")
+    p.add_argument("--accum-steps", type=int, default=1, help="micro-batches accumulated per optimiser step")
+    p.add_argument("--clip-grad", type=float, default=0.0, help="clip the gradient norm to this value (0: off)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the model")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise LR decay (full mode)")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before cosine decay")
@@ -89,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
 
     from echofm.datasets import read_dataset
     from echofm.datasets.registry import default_scheme, default_target
+    from echofm.tasks.engine import FinetuneConfig
+    from echofm.tasks.finetuning import finetune
     from echofm.train.distributed import is_main_process
-    from echofm.tasks.engine import FinetuneConfig, finetune
 
     # Under torchrun the other ranks stay quiet unless something fails: rank 0 reports.
     logging.basicConfig(level=logging.INFO if is_main_process() else logging.ERROR,
@@ -99,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     seg_layers = [int(x) for x in args.seg_layers.split(",")] if args.seg_layers else None
     config = FinetuneConfig(
         task=args.task, mode=args.mode, target=target, labels=args.labels or default_scheme(args.task, args.format),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        epochs=args.epochs, batch_size=args.batch_size, accum_steps=args.accum_steps, blr=args.blr, lr=args.lr,
+        clip_grad=args.clip_grad, compile=args.compile, weight_decay=args.weight_decay,
         layer_decay=args.layer_decay, warmup_epochs=args.warmup_epochs, label_fraction=args.label_fraction,
         seed=args.seed, frame_step=args.frame_step, window_step=args.window_step, max_windows=args.max_windows,
         pooling=args.pooling, seg_head=args.seg_head, seg_layers=seg_layers, attentive_queries=args.attentive_queries, precision=args.precision,

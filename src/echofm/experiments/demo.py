@@ -11,7 +11,7 @@ What ``echofm demo`` (and ``make demo``) runs, each step a library call:
 3. pretrain (``train.pretrain.pretrain``): echofm-tiny on the training cache, no labels;
 4. probes, each for two arms, the pretrained encoder and the same encoder at its random
    initialisation (the weights pretraining started from): EF and view linear probes
-   (``tasks.engine.finetune_and_evaluate``), then closed-form probes on frozen features
+   (``tasks.finetuning.finetune_and_evaluate``), then closed-form probes on frozen features
    (``analysis.probe``: ED/ES from per-time-step features, EF and view ridge probes), beside
    references computed once (training-mean EF, majority view, ED/ES from pixels alone);
 5. the real apical 4-chamber cine of pydicom-data (``analysis.study_phase``);
@@ -24,6 +24,7 @@ and rows in ``demo_report.figure_table``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -55,7 +56,7 @@ class DemoConfig:
     batch_size: int = 8
     lr: float = 5e-4
     probe_epochs: int = 20
-    probe_lr: float = 1e-2
+    probe_lr: float = 4e-2
     workers: int = 2
 
     def validate(self) -> "DemoConfig":
@@ -116,7 +117,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
     summary: dict = {"config": asdict(cfg)}
     phantoms, cache = out / "phantoms", out / "cache"
 
-    with steps.step("synth", "synthetic echo", f"{cfg.clips} training + {cfg.test_clips} held-out phantom DICOM cines"):
+    with steps.step("synth", "synthetic echo",
+                    f"{cfg.clips} training + {cfg.test_clips} held-out phantom DICOM cines"):
         _synth(cfg, phantoms)
     with steps.step("prepare", "prepare", "sector masking, crop, de-identification"):
         summary["data"] = _prepare(cfg, phantoms, cache, out / "figures", say)
@@ -129,9 +131,10 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
     references = reference_figures(index)
     probes: dict = {}
     for task in ("ef", "view"):
-        with steps.step(f"{task} probe", f"{task} linear probe", "pretrained vs random init, scored on the held-out phantoms"):
-            probes[task] = finetune_probe(task, index, arms, references[task], out / "probes" / task, epochs=cfg.probe_epochs,
-                                           lr=cfg.probe_lr, seed=cfg.seed, say=say)
+        with steps.step(f"{task} probe", f"{task} linear probe",
+                        "pretrained vs random init, scored on the held-out phantoms"):
+            probes[task] = finetune_probe(task, index, arms, references[task], out / "probes" / task,
+                                          epochs=cfg.probe_epochs, blr=cfg.probe_lr, seed=cfg.seed, say=say)
     with steps.step("frozen probes", "frozen-feature probes", "ED/ES from per-time-step features, EF and view "
                     "ridge probes; pretrained vs random init (ED/ES from pixels for context)"):
         probes.update(frozen_probes(index, arms, references, out / "probes" / "frozen"))
@@ -161,19 +164,14 @@ class _Steps:
         self.total, self.done, self.t0, self.say = total, 0, time.time(), say
         self.seconds: dict[str, float] = {}
 
+    @contextlib.contextmanager
     def step(self, name: str, title: str, detail: str = ""):
-        import contextlib
-
-        @contextlib.contextmanager
-        def timed():
-            self.done += 1
-            self.say(f"\n== [{self.done}/{self.total}] {title}{'  ' + detail if detail else ''}  "
-                     f"(t={time.time() - self.t0:.0f}s)")
-            started = time.time()
-            yield
-            self.seconds[name] = round(time.time() - started, 1)
-
-        return timed()
+        self.done += 1
+        self.say(f"\n== [{self.done}/{self.total}] {title}{'  ' + detail if detail else ''}  "
+                 f"(t={time.time() - self.t0:.0f}s)")
+        started = time.time()
+        yield
+        self.seconds[name] = round(time.time() - started, 1)
 
 
 def prepare_out(out: Path) -> None:

@@ -1,7 +1,7 @@
 """The demo's probes: each compares arms (the pretrained encoder and the same encoder at its
 random initialisation) on the held-out phantoms, beside model-free reference figures.
 
-Linear probes through fine-tuning's linear mode (``tasks.engine``), closed-form probes on
+Linear probes through fine-tuning's linear mode (``tasks.finetuning``), closed-form probes on
 frozen features (``analysis.probe``). A dataset here is a ``DatasetIndex`` with ``train``
 and ``test`` splits, ``ef``/``view`` targets and per-frame truth in ``meta``
 (``datasets.phantom.read_prepared_phantoms``).
@@ -42,16 +42,17 @@ def reference_figures(index) -> dict:
                      "accuracy": float(np.mean([s.targets["view"] == majority for s in test]))}}
 
 
-def finetune_probe(task: str, index, arms: dict, reference: dict, out: Path, *, epochs: int, lr: float,
+def finetune_probe(task: str, index, arms: dict, reference: dict, out: Path, *, epochs: int, blr: float,
                    seed: int, say: Callable[[str], None] = print) -> dict:
     """EF or view linear probe (echofm's --mode linear) for each arm, scored on the test split.
 
     arms: name -> EchoFM model (its encoder is probed, frozen). reference: the model-free
     figure the arms are compared with (``reference_figures``). Writes ``out/ARM/``.
     """
-    from echofm.tasks.engine import FinetuneConfig, finetune_and_evaluate
+    from echofm.tasks.engine import FinetuneConfig
+    from echofm.tasks.finetuning import finetune_and_evaluate
 
-    config = FinetuneConfig(task=task, mode="linear", epochs=epochs, batch_size=8, lr=lr, seed=seed,
+    config = FinetuneConfig(task=task, mode="linear", epochs=epochs, batch_size=8, blr=blr, seed=seed,
                             validate=False, progress=True)
     keys, plot = (("mae", "r2", "rmse"), "ef_scatter_bland_altman.png") if task == "ef" else \
         (("accuracy", "balanced_accuracy"), "view_confusion_matrix.png")
@@ -84,8 +85,9 @@ def frozen_probes(index, arms: dict, references: dict, out: Path) -> dict:
 
     from echofm.analysis.demo_figures import phase_probe_figure
     from echofm.analysis.probe import (PhaseProbeConfig, embed_videos, phase_probe, pixel_phase_baseline,
-                                       probe_tolerance, video_features, video_probe)
+                                       probe_tolerance, video_features)
     from echofm.files import write_text_atomic
+    from echofm.probes.ridge import video_probe
 
     train_s, test_s = index.split("train"), index.split("test")
     train, test = _phase_videos(train_s), _phase_videos(test_s)

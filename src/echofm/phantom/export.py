@@ -6,8 +6,10 @@ tests), ``tmed`` (TMED-2 still images with view and aortic-stenosis labels) and
 ``folder`` (plain MP4 files with ``labels.csv``). Every format also gets
 ``phantom_truth.jsonl``: one line of full ground truth per written item.
 
-Every layout is a pair of small functions (write one item, finish the set) behind one
-driver, so they stay side by side in this one module of about 400 lines.
+Why one module over 400 lines: every layout is a pair of small functions (write one item,
+finish the set) behind one driver, kept side by side; the DICOM writers (a cine per item,
+or one patient's exam, ``write_study``) are the longest part and the first to move out if
+the layouts grow.
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ class PhantomBundleConfig:
     """How ``phantom_bundle`` trains: ``clips_per_view`` phantom clips of ``size`` px and
     ``frames`` frames at ``fps`` for each view; an encoder of ``encoder`` (a ModelConfig
     preset name or dict of fields; random init) or ``init`` (a saved encoder) adapted with
-    linear probes (base LR ``lr``) for ``epochs`` epochs."""
+    linear probes (base LR ``blr``, applied as blr x batch / 256) for ``epochs`` epochs."""
 
     clips_per_view: int = 48
     size: int = 112
@@ -220,7 +220,7 @@ class PhantomBundleConfig:
                                                        decoder_depth=1, decoder_num_heads=2, pred_t_dim=4))
     init: Optional[str] = None
     frame_step: int = 2
-    lr: Optional[float] = 0.1
+    blr: Optional[float] = 0.4  # the earlier 0.1 under the batch / 64 rule: the same rate
     epochs: int = 12
     seg_epochs: int = 12
     batch_size: int = 8
@@ -290,7 +290,8 @@ def phantom_bundle(out: str | Path, config: Optional[PhantomBundleConfig] = None
     from echofm.datasets import phantom_task_dataset
     from echofm.model.echofm import VideoEncoder
     from echofm.phantom import PhantomConfig
-    from echofm.tasks.engine import FinetuneConfig, finetune_and_evaluate
+    from echofm.tasks.engine import FinetuneConfig
+    from echofm.tasks.finetuning import finetune_and_evaluate
 
     config = config or PhantomBundleConfig()
     if config.init:
@@ -309,14 +310,14 @@ def phantom_bundle(out: str | Path, config: Optional[PhantomBundleConfig] = None
                   validate=False)
     jobs = {
         "view": (PhantomConfig(views=VIEWS, **base), {},
-                 FinetuneConfig(task="view", mode="linear", epochs=config.epochs, lr=config.lr, **common)),
+                 FinetuneConfig(task="view", mode="linear", epochs=config.epochs, blr=config.blr, **common)),
         "segment": (PhantomConfig(views=("A4C", "A2C"), **base), dict(structures="lv"),
                     FinetuneConfig(task="segment", mode="linear", epochs=config.seg_epochs, **common)),
         "ef": (PhantomConfig(views=("A4C", "A2C"), **base), {},
-               FinetuneConfig(task="ef", mode="linear", epochs=config.epochs, lr=config.lr, **common)),
+               FinetuneConfig(task="ef", mode="linear", epochs=config.epochs, blr=config.blr, **common)),
         "disease": (PhantomConfig(views=("PLAX", "PSAX"), as_fraction=0.5, **base), {},
                     FinetuneConfig(task="disease", mode="linear", target="as_severity", labels="as4",
-                                   epochs=config.epochs, lr=config.lr, **common)),
+                                   epochs=config.epochs, blr=config.blr, **common)),
     }
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="echofm-bundle-") as tmp:

@@ -12,7 +12,11 @@ from echofm.tasks.registry import TASKS, get_task
 
 def __getattr__(name: str):
     # Lazy public names: importing echofm.tasks stays light (no torch data loading) until used.
-    if name in ("finetune", "evaluate", "finetune_and_evaluate", "FinetuneConfig", "FinetuneResult"):
+    if name in ("finetune", "finetune_and_evaluate"):
+        from echofm.tasks import finetuning
+
+        return getattr(finetuning, name)
+    if name in ("evaluate", "FinetuneConfig", "FinetuneResult"):
         from echofm.tasks import engine
 
         return getattr(engine, name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from torch.utils.data import DataLoader
@@ -75,7 +75,7 @@ class Task:
         raise NotImplementedError
 
     def summarise_prediction(self, outputs: torch.Tensor, spec: TaskSpec, windows, num_frames: int,
-                             pixel_spacing: Optional[tuple[float, float]] = None) -> tuple[dict, Optional["np.ndarray"]]:
+                             pixel_spacing: Optional[tuple[float, float]] = None) -> tuple[dict, Optional[Any]]:
         """What ``predict`` reports for one video from the model's per-window outputs
         (``[W, ...]``, float32 on the CPU) over ``windows`` (frame indices ``[W, F]``) of a
         ``num_frames``-frame video: (the prediction record, per-frame label maps uint8

@@ -1,4 +1,5 @@
-"""Run logging on the main rank: progress bar, ``metrics.jsonl`` and TensorBoard if installed."""
+"""Run logging on the main rank: progress (percent, rate, ETA), ``metrics.jsonl`` and
+TensorBoard when it is installed."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -15,6 +16,8 @@ def trim_metrics(path: Path, last_step: int) -> None:
     """Drop records after ``last_step`` (a resumed run rewrites the steps it repeats)."""
     if not path.exists():
         return
+    from echofm.files import atomic_write
+
     kept = []
     for line in path.read_text().splitlines():
         try:
@@ -22,7 +25,8 @@ def trim_metrics(path: Path, last_step: int) -> None:
                 kept.append(line)
         except (ValueError, AttributeError):
             continue  # a line cut short by a crash
-    path.write_text("".join(k + "\n" for k in kept))
+    text = "".join(k + "\n" for k in kept)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _tensorboard_writer(log_dir: Path):
@@ -34,31 +38,38 @@ def _tensorboard_writer(log_dir: Path):
 
 
 class RunLogger:
-    """Writes one JSON record per logged step; on non-main ranks every method is a no-op.
+    """Progress, metrics file and TensorBoard of one run; on non-main ranks a no-op.
 
-    The bar shows step, loss parts, clips/s and tqdm's ETA; without a terminal (batch jobs)
-    a plain line is printed every ``print_every`` steps instead.
+    ``log`` takes one record per optimiser step: it feeds the bar (tqdm on a terminal, else a
+    plain line with percent, steps/s and ETA every ``print_every`` steps) and TensorBoard,
+    and goes to ``metrics.jsonl`` when ``write_steps``. ``write`` appends any other record
+    (a fine-tuning epoch with its validation) to the file. ``show`` names the record fields
+    the bar displays; ``name`` prefixes TensorBoard tags and the bar.
     """
 
-    def __init__(self, run_dir: Path, enabled: bool, total_steps: int, start_step: int,
-                 progress: bool = True, print_every: int = 10):
+    def __init__(self, run_dir: Optional[Path], enabled: bool, total_steps: int, start_step: int,
+                 progress: bool = True, print_every: int = 10, name: str = "train",
+                 show: Sequence[str] = ("loss",), write_steps: bool = True):
         self.enabled = enabled
         self.total_steps, self.start_step = total_steps, start_step
         self.print_every = max(print_every, 1)
+        self.name, self.show, self.write_steps = name, tuple(show), write_steps
         self._bar = None
         self._tb = None
         self._file = None
+        self._plain = False
         self._t0 = time.perf_counter()
         if not enabled:
             return
-        path = Path(run_dir) / METRICS_NAME
-        trim_metrics(path, start_step)
-        self._file = path.open("a")
-        self._tb = _tensorboard_writer(Path(run_dir) / "tensorboard")
+        if run_dir is not None:
+            path = Path(run_dir) / METRICS_NAME
+            trim_metrics(path, start_step)
+            self._file = path.open("a")
+            self._tb = _tensorboard_writer(Path(run_dir) / "tensorboard")
         if progress and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, desc=name)
         self._plain = progress and self._bar is None
 
     def log(self, step: int, record: dict[str, Any]) -> None:
@@ -70,25 +81,45 @@ class RunLogger:
         eta = elapsed / done * (self.total_steps - step) if done > 0 else None
         record = {"step": step, **record, "elapsed_s": round(elapsed, 3),
                   "eta_s": None if eta is None else round(eta, 1)}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self.write_steps:
+            self.write(record)
         if self._tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":
-                    self._tb.add_scalar(f"pretrain/{k}", v, step)
-        short = {k: record[k] for k in ("loss", "recon", "triplet", "cycle") if k in record}
+                    self._tb.add_scalar(f"{self.name}/{k}", v, step)
+        short = {k: record[k] for k in self.show if isinstance(record.get(k), (int, float))}
         if self._bar is not None:
             self._bar.set_postfix({**{k: f"{v:.4f}" for k, v in short.items()},
                                    "clips/s": f"{record.get('clips_per_s', 0):.1f}"}, refresh=False)
             self._bar.update(step - self._bar.n)
         elif self._plain and (step % self.print_every == 0 or step == self.total_steps):
             parts = " ".join(f"{k}={v:.4f}" for k, v in short.items())
+            rate = done / elapsed if elapsed > 0 else 0.0
             eta_txt = "?" if eta is None else f"{eta:.0f}s"
-            print(f"step {step}/{self.total_steps} {parts} clips/s={record.get('clips_per_s', 0):.1f} "
-                  f"eta={eta_txt}", file=sys.stderr, flush=True)
+            print(f"{self.name} step {step}/{self.total_steps} ({100 * step / max(self.total_steps, 1):.0f}%) "
+                  f"{parts} {rate:.2f} steps/s clips/s={record.get('clips_per_s', 0):.1f} eta={eta_txt}",
+                  file=sys.stderr, flush=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to metrics.jsonl (and its numbers to TensorBoard)."""
+        if not self.enabled or self._file is None:
+            return
+        self._file.write(json.dumps(record, default=str) + "\n")
+        self._file.flush()
+
+    def scalars(self, step: int, values: dict[str, Any], prefix: str) -> None:
+        """Numbers of ``values`` (nested dicts flattened) to TensorBoard under ``prefix``."""
+        if not self.enabled or self._tb is None:
+            return
+        for k, v in values.items():
+            if isinstance(v, dict):
+                self.scalars(step, v, f"{prefix}/{k}")
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                self._tb.add_scalar(f"{prefix}/{k}", v, step)
 
     def message(self, text: str) -> None:
-        if not self.enabled:
+        """A line for the user (on the bar's stream); silent without progress."""
+        if not self.enabled or not (self._bar is not None or self._plain):
             return
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
