@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+# fp32 in both runs: the 1e-5 bound is float32 summation order (``auto`` is bf16 on an AMX CPU).
 from test_pretrain import PeriodicClips, max_weight_difference, run_config, weights
 
 STEPS = 3
@@ -31,7 +32,7 @@ def _rank_main(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     from echofm.train.pretrain import pretrain
 
-    pretrain(run_config(Path(out), steps=STEPS, batch_size=2, checkpoint_every=2), dataset=PeriodicClips(16))
+    pretrain(run_config(Path(out), steps=STEPS, batch_size=2, checkpoint_every=2, precision="fp32"), dataset=PeriodicClips(16))
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -41,7 +42,8 @@ def test_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
 
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
-    single = pretrain(run_config(tmp_path / "one", steps=STEPS, batch_size=4, checkpoint_every=2),
+    single = pretrain(run_config(tmp_path / "one", steps=STEPS, batch_size=4, checkpoint_every=2,
+                                precision="fp32"),
                       dataset=PeriodicClips(16))
     mp.spawn(_rank_main, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
 
