@@ -50,6 +50,16 @@ def _positive(text: str) -> int:
     return value
 
 
+MODEL_SOURCES = ("a preset (e.g. echofm-tiny: random init), a saved echofm model directory, a public EchoFM "
+                 ".pth, or hf:ORG/NAME[@REVISION][/FILE] (the Hugging Face Hub; see docs/hub.md)")
+
+
+def add_model_source(p: argparse.ArgumentParser, flag: str = "--model", required: bool = True,
+                     role: str = "model", extra: str = "") -> None:
+    """The encoder a command runs or adapts: every form ``echofm.load_model`` accepts, one help text."""
+    p.add_argument(flag, required=required, default=None, help=f"{role}: {MODEL_SOURCES}{extra}")
+
+
 def add_frame_step(p: argparse.ArgumentParser, old: Sequence[str] = (), default: Optional[int] = None,
                    help: Optional[str] = None) -> None:
     """``--frame-step N``: take every Nth frame into a window (default: what the model's input

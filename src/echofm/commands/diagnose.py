@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import (add_batch_options, add_device, add_frame_step, add_max_windows, add_precision,
+from echofm.commands._options import (add_batch_options, add_device, add_frame_step, add_max_windows, add_model_source,
+                                      add_precision,
                                       add_window_step, batch_options, report_batch)
 
 NAME = "diagnose"
@@ -20,7 +21,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="preset (random init), echofm model dir, or public EchoFM .pth")
+    add_model_source(p)
     p.add_argument("--data", required=True, help="folder of echo studies or a prepared cache")
     p.add_argument("--out", required=True, help="output directory")
     add_frame_step(p, old=["--stride"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import (add_backend_option, add_batch_options, add_device, add_frame_step,
+from echofm.commands._options import (add_backend_option, add_batch_options, add_device, add_frame_step, add_model_source,
                                       add_max_windows, add_precision, add_window_step, batch_options, report_batch)
 
 NAME = "embed"
@@ -24,7 +24,7 @@ DESCRIPTION = (
 
 def add_arguments(p) -> None:
     p.add_argument("sources", nargs="+", metavar="SRC", help="files or folders of echo studies")
-    p.add_argument("--model", required=True, help="preset, echofm model dir, or public EchoFM .pth")
+    add_model_source(p, extra="; with --backend onnx, a folder written by `echofm export`")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--tokens", action="store_true", help="also write token embeddings (large)")
     add_frame_step(p, old=["--stride"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from echofm.commands._options import (add_device, add_frame_step, add_max_windows, add_precision, add_quiet,
-                                      add_window_step, add_workers)
+from echofm.commands._options import (add_device, add_frame_step, add_max_windows, add_model_source, add_precision,
+                                      add_quiet, add_window_step, add_workers)
 
 NAME = "finetune"
 HELP = "adapt a pretrained encoder to a clinical task (linear / attentive probe or full fine-tuning)"
@@ -28,9 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, choices=TASKS, help="what to learn")
     p.add_argument("--data", required=True, help="dataset folder (or the CSV file for --format csv)")
     p.add_argument("--format", required=True, choices=FORMATS, help="layout of --data")
-    p.add_argument("--init", required=True,
-                   help="encoder to adapt: a preset (echofm-tiny: random init), a saved echofm model directory, "
-                        "or a public EchoFM .pth")
+    add_model_source(p, "--init", role="encoder to adapt")
     p.add_argument("--mode", default="linear", choices=MODES,
                    help="linear / attentive: probe on frozen features; full: fine-tune everything with "
                         "layer-wise LR decay")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from echofm.commands._options import add_device, add_frame_step, add_precision
+from echofm.commands._options import add_device, add_frame_step, add_model_source, add_precision
 
 NAME = "phase"
 HELP = "cycle length, heart rate and ED/ES frames of a study (from pixels, and from a model if given)"
@@ -20,7 +20,7 @@ DESCRIPTION = (
 
 def add_arguments(p) -> None:
     p.add_argument("source", help="echo study: DICOM, AVI/MP4/..., NIfTI, MHD, NPY, or a folder of frames")
-    p.add_argument("--model", default=None, help="optional model (preset, echofm model dir, or public .pth)")
+    add_model_source(p, required=False, role="optional model for the embedding analysis")
     p.add_argument("--out", default=None, help="output directory (default: phase_<source name>)")
     p.add_argument("--size", type=int, default=112, help="side in pixels for the pixel analysis")
     p.add_argument("--fps", type=float, default=None, help="frame rate to use when the source does not state one")

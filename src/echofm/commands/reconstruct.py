@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from echofm.commands._options import add_device, add_frame_step, add_precision
+from echofm.commands._options import add_device, add_frame_step, add_model_source, add_precision
 
 NAME = "reconstruct"
 HELP = "masked reconstruction of a study: figure, GIF (input | mask | reconstruction) and masked PSNR"
@@ -13,7 +13,7 @@ HELP = "masked reconstruction of a study: figure, GIF (input | mask | reconstruc
 
 def add_arguments(p) -> None:
     p.add_argument("source", help="echo study: DICOM, video, NIfTI, prepared clip ...")
-    p.add_argument("--model", required=True, help="preset, echofm model dir, or public EchoFM .pth")
+    add_model_source(p)
     p.add_argument("--out", default=None, help="output directory (default: reconstruct_<source name>)")
     p.add_argument("--mask-ratio", type=float, default=0.75, help="fraction of spatial patches hidden")
     add_frame_step(p, old=["--stride"])
