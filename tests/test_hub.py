@@ -179,7 +179,11 @@ def test_online_the_hub_pins_the_commit_and_the_cache_serves_it(hub_cache, monke
     from huggingface_hub import errors
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    httpx = pytest.importorskip("httpx")
+    # huggingface_hub 2.x builds its errors on httpx2, 1.x on httpx: take the one it uses.
+    try:
+        import httpx2 as httpx
+    except ImportError:
+        httpx = pytest.importorskip("httpx")
     url = "https://huggingface.co/api/models/sekeun/Nope"
     missing = errors.RepositoryNotFoundError("404 Client Error: Repository Not Found",
                                              response=httpx.Response(404, request=httpx.Request("GET", url)))
