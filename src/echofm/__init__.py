@@ -8,6 +8,8 @@ does not load torch.
 
 __version__ = "0.1.0"
 
+from echofm._lazy import lazy_attributes
+
 # public name -> module that defines it
 _PUBLIC = {
     "PRESETS": "echofm.config", "ModelConfig": "echofm.config", "preset": "echofm.config",
@@ -20,12 +22,7 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'echofm' has no attribute {name!r}")
+__getattr__ = lazy_attributes("echofm", _PUBLIC)
 
 
 def __dir__():

@@ -7,6 +7,8 @@ from generated phantoms in memory.
 The names are imported on first use (the readers load numpy).
 """
 
+from echofm._lazy import lazy_attributes
+
 _PUBLIC = {
     "DatasetError": "echofm.datasets.base", "DatasetIndex": "echofm.datasets.base", "Sample": "echofm.datasets.base",
     "load_video": "echofm.datasets.base",
@@ -17,9 +19,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'echofm.datasets' has no attribute {name!r}")
+__getattr__ = lazy_attributes("echofm.datasets", _PUBLIC)

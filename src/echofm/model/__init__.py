@@ -3,6 +3,8 @@
 The public names are imported on first use (they load torch).
 """
 
+from echofm._lazy import lazy_attributes
+
 _PUBLIC = {
     "EchoFM": "echofm.model.echofm", "Embedding": "echofm.model.echofm", "PretrainOutput": "echofm.model.echofm",
     "VideoEncoder": "echofm.model.echofm",
@@ -13,9 +15,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'echofm.model' has no attribute {name!r}")
+__getattr__ = lazy_attributes("echofm.model", _PUBLIC)

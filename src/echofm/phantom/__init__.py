@@ -6,6 +6,8 @@ with its truth; ``export.write_dataset`` lays many out as a public data set woul
 names are imported on first use (the generator loads numpy and OpenCV).
 """
 
+from echofm._lazy import lazy_attributes
+
 _PUBLIC = {
     "Patient": "echofm.phantom.physiology",
     "PhantomConfig": "echofm.phantom.config",
@@ -18,9 +20,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'echofm.phantom' has no attribute {name!r}")
+__getattr__ = lazy_attributes("echofm.phantom", _PUBLIC)

@@ -114,6 +114,17 @@ def to_source_grid(masks: np.ndarray, box: Optional[tuple], source_shape: tuple[
     return out
 
 
+def _task_prediction(bundle, role: str, raw, cache: dict, predict, timer):
+    """(model, video-level prediction) of the bundle's ``role`` model on a clip, timed by stage."""
+    from echofm.predict import predict_frames  # torch-heavy: imported when a clip is analysed
+
+    model = bundle.model(role)
+    with timer("preprocess"):
+        clip = _preprocessed(raw, model.cfg.img_size, cache)
+    with timer(role):
+        return model, predict_frames(model, clip.frames, clip.fps, predict).record["prediction"]
+
+
 def _preprocessed(raw, size: int, cache: dict):
     from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip
 
@@ -181,18 +192,10 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
                 write_lv_seg(dicom_dir / name, header, grid.astype(bool), hd.UID(), 900 + (instance.series_number or 0))
                 files["seg"] = f"dicom/{dicom_dir.name}/{name}"
     if "ef" in routes:
-        model = bundle.model("ef")
-        with timer("preprocess"):
-            ef_clip = _preprocessed(raw, model.cfg.img_size, cache)
-        with timer("ef"):
-            reg = predict_frames(model, ef_clip.frames, ef_clip.fps, predict).record["prediction"]
+        _, reg = _task_prediction(bundle, "ef", raw, cache, predict, timer)
         record["ef_regressor"] = round(float(reg["value"]), 3)
     if "disease" in routes:
-        model = bundle.model("disease")
-        with timer("preprocess"):
-            d_clip = _preprocessed(raw, model.cfg.img_size, cache)
-        with timer("disease"):
-            dis = predict_frames(model, d_clip.frames, d_clip.fps, predict).record["prediction"]
+        model, dis = _task_prediction(bundle, "disease", raw, cache, predict, timer)
         record["disease"] = {"target": model.spec.target, "label": dis.get("label"),
                              "probabilities": {k: round(v, 5) for k, v in dis["probabilities"].items()}}
     with timer("write"):
