@@ -237,12 +237,16 @@ class BatchOptions:
         default because archive paths often carry patient names and dates.
     retry_failed: try inputs that failed in an earlier run again.
     progress: show a progress bar (percent, rate, ETA) on stderr.
+    on_progress: called as ``on_progress(finished, total)`` before the first input and
+        after each one (a caller that shows progress elsewhere, e.g. ``echofm serve``'s
+        job page); ``total`` counts the inputs this run does, not those skipped.
     """
 
     allow_failures: bool = False
     keep_paths: bool = False
     retry_failed: bool = False
     progress: bool = True
+    on_progress: Optional[Callable[[int, int], None]] = None
 
 
 @dataclass
@@ -391,10 +395,13 @@ class BatchJob:
     def run(self, items: Sequence[Pending]) -> Iterator[Pending]:
         """``items`` under a progress bar (percent, rate, ETA; none when not ``progress``)."""
         bar = self.progress_bar(len(items))
+        report = self.options.on_progress or (lambda finished, total: None)
+        report(0, len(items))
         try:
-            for item in items:
+            for finished, item in enumerate(items, 1):
                 yield item
                 bar.update(1)
+                report(finished, len(items))
         finally:
             bar.close()
 

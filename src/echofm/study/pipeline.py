@@ -5,7 +5,8 @@ study-level result per study, and the outputs a clinician and a PACS read.
 reads and preprocesses it as its models' input contract says, classifies its view,
 routes it (apical -> LV segmentation and EF; parasternal -> disease; every cine ->
 cardiac phase and heart rate), measures EF beat by beat (``beats``), and writes per clip
-a JSON record, its first frame, an overlay GIF, its LV area curve and a DICOM SEG. Per
+a JSON record, its first frame, its cine as an H.264 MP4 with the LV overlay, its LV area
+curve (in its record, drawn by ``report``) and a DICOM SEG. Per
 study it aggregates each measurement over the clips of the right view, weighted by view
 confidence, and writes ``study.json``, ``report.html`` and a DICOM SR. A rerun skips the
 clips already done (their records stay in ``OUT/.state``).
@@ -42,7 +43,8 @@ class StudyConfig:
 
     device / precision: where and how the models run. deidentify: outputs get the
     patient module replaced and UIDs remapped (PS3.15 basic profile). dicom: write SEG
-    and SR. overlay: write an overlay GIF per analysed cine. How the batch runs (failures
+    and SR. overlay: write each cine as a browser-playable H.264 MP4 (``cine.mp4``, the LV
+    overlay blended in where the clip was segmented). How the batch runs (failures
     allowed, paths kept, retries, progress) is ``batch.BatchOptions``; without
     keep_paths files are named by their ``batch.input_id`` only (export folders often
     carry patient names).
@@ -164,7 +166,8 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
             phase = PhaseResult(cycle_frames=None, heart_rate_bpm=None, fps=clip.fps)
     record["phase"] = {"heart_rate_bpm": None if phase.heart_rate_bpm is None else round(phase.heart_rate_bpm, 2),
                        "cycle_frames": None if phase.cycle_frames is None else round(phase.cycle_frames, 3),
-                       "ed_frames": phase.ed_frames, "es_frames": phase.es_frames}
+                       "ed_frames": phase.ed_frames, "es_frames": phase.es_frames,
+                       "cavity_curve": [round(float(v), 4) for v in phase.cavity_curve]}
     routes = [r for r in _routes(view) if bundle.has(r)]
     record["routed_to"] = routes
     files: dict = {}
@@ -180,9 +183,6 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
             lv_masks = result.masks == LV_CAVITY
             record["lv"] = lv_beats(lv_masks, phase.cycle_frames, seg_clip.pixel_spacing)
         with timer("write"):
-            files["area_curve"] = _area_plot(clip_dir / "lv_area.png", record["lv"])
-            if config.overlay:
-                files["overlay"] = _overlay_gif(clip_dir / "overlay.gif", seg_clip.frames, result.masks, raw.fps)
             if dicom_dir is not None and header is not None and lv_masks.any():
                 from echofm.study.dicom_out import write_lv_seg
                 import highdicom as hd
@@ -200,6 +200,8 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
                              "probabilities": {k: round(v, 5) for k, v in dis["probabilities"].items()}}
     with timer("write"):
         files["first_frame"] = _png(clip_dir / "first_frame.png", clip.frames[0])
+        if config.overlay:
+            files["cine"] = _cine(clip_dir / "cine.mp4", raw, cache, None if lv_masks is None else result.masks)
     record["files"] = {k: (v if k == "seg" else f"clips/{clip_id}/{Path(v).name}") for k, v in files.items()}
     return record
 
@@ -213,39 +215,18 @@ def _png(path: Path, frame: np.ndarray) -> str:
     return path.name
 
 
-def _overlay_gif(path: Path, frames: np.ndarray, masks: np.ndarray, fps: Optional[float], size: int = 160) -> str:
-    from PIL import Image
+CINE_SIZE = 192  # display side of cine.mp4: sharper than the models' inputs, even for yuv420p
 
-    from echofm.predict import overlay_frames
 
-    video = overlay_frames(frames, masks, size)
-    duration = int(round(1000.0 / fps)) if fps else 33
-    images = [Image.fromarray(f) for f in video]
+def _cine(path: Path, raw, cache: dict, masks: Optional[np.ndarray]) -> str:
+    """The clip as shown (preprocessed, so sector-masked: no burned-in text) with its label
+    maps blended in (``predict.write_overlay_video``, the one overlay renderer), as H.264."""
+    from echofm.predict import write_overlay_video
+
+    frames = _preprocessed(raw, CINE_SIZE, cache).frames
+    labels = masks if masks is not None else np.zeros(frames.shape[:3], np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
-    return path.name
-
-
-def _area_plot(path: Path, lv: dict) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = "area_mm2" if "area_mm2" in lv else "area_px"
-    area = np.asarray(lv[key])
-    fig, ax = plt.subplots(figsize=(5, 2.2), dpi=100)
-    ax.plot(area, color="#333", lw=1.2)
-    for b in lv.get("beats", []):
-        ax.axvline(b["ed"], color="#d62728", lw=0.8)
-        ax.axvline(b["es"], color="#1f77b4", lw=0.8, ls="--")
-    ax.set_xlabel("frame")
-    ax.set_ylabel("LV area (mm²)" if key == "area_mm2" else "LV area (px)")
-    ax.set_title("LV area; ED red, ES blue dashed", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    write_overlay_video(path, frames, labels, raw.fps, size=CINE_SIZE)
     return path.name
 
 
