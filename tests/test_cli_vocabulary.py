@@ -11,7 +11,7 @@ from echofm.cli import build_parser
 # Where each concept applies: commands that cut videos into windows, run a model, show progress, fork workers.
 WINDOWED = {"pretrain", "finetune", "evaluate", "predict", "embed", "phase", "reconstruct", "diagnose"}
 PLACED = {"finetune", "evaluate", "predict", "embed", "diagnose"}  # several windows per video, placed
-RUN_MODEL = WINDOWED | {"study"}  # study: its bundle's task models, each sampled by its own contract
+RUN_MODEL = WINDOWED | {"study", "serve"}  # study (and serve, which runs it): its bundle's task models, each by its own contract
 PROGRESS = {"synth", "prepare", "pretrain", "finetune", "predict", "embed", "diagnose", "study"}
 WORKERS = {"synth", "prepare", "pretrain", "finetune"}
 EXPECTED = {"--frame-step": WINDOWED, "--window-step": PLACED, "--max-windows": PLACED, "--precision": RUN_MODEL,

@@ -65,19 +65,20 @@ def study_id(study_uid: str) -> str:
     return hashlib.blake2b(study_uid.encode(), digest_size=6).hexdigest()
 
 
-def extract_zip(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest`` refusing unsafe members; returns ``dest``."""
+def extract_zip(archive: Path, dest: Path, max_bytes: int = ZIP_MAX_BYTES, max_members: int = ZIP_MAX_MEMBERS) -> Path:
+    """Extract ``archive`` into ``dest`` refusing unsafe members (and more than
+    ``max_members`` members or ``max_bytes`` uncompressed); returns ``dest``."""
     try:
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile as exc:
         raise EchoFMError(f"{archive}: not a readable ZIP archive ({exc})") from exc
     with zf:
         members = zf.infolist()
-        if len(members) > ZIP_MAX_MEMBERS:
-            raise EchoFMError(f"{archive}: {len(members)} members, more than the limit of {ZIP_MAX_MEMBERS}")
+        if len(members) > max_members:
+            raise EchoFMError(f"{archive}: {len(members)} members, more than the limit of {max_members}")
         total = sum(m.file_size for m in members)
-        if total > ZIP_MAX_BYTES:
-            raise EchoFMError(f"{archive}: {total} bytes uncompressed, more than the limit of {ZIP_MAX_BYTES}")
+        if total > max_bytes:
+            raise EchoFMError(f"{archive}: {total} bytes uncompressed, more than the limit of {max_bytes}")
         for m in members:
             name = PurePosixPath(m.filename.replace("\\", "/"))
             if name.is_absolute() or ".." in name.parts or (m.filename[1:2] == ":"):
