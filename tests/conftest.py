@@ -72,3 +72,40 @@ def deid_cine() -> Path:
     if not path.is_file():
         pytest.skip("deid-data ultrasound cine missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory) -> Path:
+    """A complete phantom bundle with tiny settings (trains in well under a minute); shared
+    by the study and serve tests."""
+    from echofm.study import PhantomBundleConfig, phantom_bundle
+
+    tiny = dict(img_size=32, patch_size=8, num_frames=8, t_patch_size=2, embed_dim=32, depth=2, num_heads=2,
+                decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, pred_t_dim=4)
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    phantom_bundle(out, PhantomBundleConfig(clips_per_view=10, size=64, frames=32, epochs=10, seg_epochs=10,
+                                            encoder=tiny, progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def study_dir(tmp_path_factory) -> Path:
+    """A phantom exam (`echofm synth --format dicom --study`): one invented patient, 4 views."""
+    from echofm.cli import main
+
+    out = tmp_path_factory.mktemp("exam") / "exam"
+    assert main(["synth", "--format", "dicom", "--study", "--n", "4", "--size", "80", "--frames", "45",
+                 "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def study_zip(tmp_path_factory, study_dir) -> Path:
+    """``study_dir``'s DICOM files as one ZIP, as a user uploads a study export."""
+    import zipfile
+
+    out = tmp_path_factory.mktemp("exam_zip") / "exam.zip"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(study_dir.rglob("*.dcm")):
+            zf.write(path, path.relative_to(study_dir).as_posix())
+    return out

@@ -17,28 +17,6 @@ from echofm.cli import main
 
 hd = pytest.importorskip("highdicom")
 
-TINY = dict(img_size=32, patch_size=8, num_frames=8, t_patch_size=2, embed_dim=32, depth=2, num_heads=2,
-            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, pred_t_dim=4)
-
-
-@pytest.fixture(scope="session")
-def bundle_dir(tmp_path_factory) -> Path:
-    """A complete phantom bundle with tiny settings (trains in well under a minute)."""
-    from echofm.study import PhantomBundleConfig, phantom_bundle
-
-    out = tmp_path_factory.mktemp("bundle") / "b"
-    phantom_bundle(out, PhantomBundleConfig(clips_per_view=10, size=64, frames=32, epochs=10, seg_epochs=10,
-                                            encoder=TINY, progress=False))
-    return out
-
-
-@pytest.fixture(scope="session")
-def study_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("exam") / "exam"
-    assert main(["synth", "--format", "dicom", "--study", "--n", "4", "--size", "80", "--frames", "45",
-                 "--out", str(out), "--no-progress"]) == 0
-    return out
-
 
 @pytest.fixture(scope="session")
 def study_out(tmp_path_factory, study_dir, bundle_dir) -> Path:

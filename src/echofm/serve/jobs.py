@@ -54,8 +54,8 @@ def worker_main(bundle_path: str, device: str, precision: str, tasks, events) ->
             if bundle is None:
                 events.put(("progress", study, 0, 0, "loading the model bundle"))
                 bundle = load_bundle(bundle_path)
-            video = source / "upload.video"
-            if video.exists():  # an MP4/AVI upload: the pipeline reads DICOM studies
+            for video in [p for p in (source / "upload.mp4", source / "upload.avi") if p.exists()]:
+                # an MP4/AVI upload: the pipeline reads DICOM studies
                 events.put(("progress", study, 0, 0, "wrapping the video as a DICOM cine"))
                 video_to_dicom(video, source / "video.dcm")
                 video.unlink()

@@ -149,7 +149,9 @@ def prepare_source(upload: Path, kind: str, source: Path, max_files: int, max_un
         _prepare_zip(upload, source, max_files, max_unpacked)
     elif kind == "video":
         _check_video(upload)
-        shutil.move(upload, source / "upload.video")
+        with open(upload, "rb") as fh:
+            suffix = ".avi" if fh.read(4) == b"RIFF" else ".mp4"
+        shutil.move(upload, source / f"upload{suffix}")  # the readers go by suffix; the content was checked
     else:
         raise UploadError(415, "not a DICOM file, an MP4 or AVI video, or a ZIP (judged by the content)")
 
