@@ -36,6 +36,19 @@ def _summary(result) -> dict:
             "views": first.get("measurements", {}).get("views", {}), **values}
 
 
+def _warm(bundle_path: str):
+    """The bundle with every model loaded, and the modules a study needs imported."""
+    import echofm.analysis.phase  # noqa: F401
+    import echofm.predict  # noqa: F401
+    import echofm.preprocess.transforms  # noqa: F401
+    from echofm.study import load_bundle
+
+    bundle = load_bundle(bundle_path)
+    for role in bundle.roles:
+        bundle.model(role)
+    return bundle
+
+
 def worker_main(bundle_path: str, device: str, precision: str, tasks, events) -> None:
     """The worker process: studies from ``tasks`` through the pipeline; events back."""
     logging.basicConfig(level=logging.WARNING)
@@ -44,6 +57,10 @@ def worker_main(bundle_path: str, device: str, precision: str, tasks, events) ->
     from echofm.study import StudyConfig, load_bundle, run_study
 
     bundle = None
+    try:  # load everything once, before the first study asks (a failure here is reported per study below)
+        bundle = _warm(bundle_path)
+    except Exception:
+        bundle = None
     while True:
         task = tasks.get()
         if task is None:
