@@ -135,7 +135,8 @@ def _check_study_page(browser, url: str, study: str) -> dict:
             assert time.monotonic() < end, f"the cine does not play (readyState, error): {state}"
             time.sleep(0.1)
     # The measurement table is study.json's.
-    rows = {r.get_attribute("data-key"): r for r in browser.find_elements(By.CSS_SELECTOR, "table.measurements tr[data-key]")}
+    table = browser.find_elements(By.CSS_SELECTOR, "table.measurements tr[data-key]")
+    rows = {r.get_attribute("data-key"): r for r in table}
     numeric = {k: v for k, v in entry["measurements"].items() if isinstance(v, dict) and "value" in v}
     assert set(rows) == set(numeric) | ({"disease"} if "disease" in entry["measurements"] else set())
     for key, m in numeric.items():

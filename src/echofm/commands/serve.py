@@ -29,7 +29,8 @@ def add_arguments(p) -> None:
     p.add_argument("--token", default=None,
                    help="bearer token every route requires (default: the ECHOFM_SERVE_TOKEN environment variable, "
                         "which is better: a command line shows in ps); browsers sign in once at /login")
-    p.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload in MB, checked while it streams in")
+    p.add_argument("--max-upload-mb", type=float, default=1024.0,
+                   help="largest upload in MB, checked while it streams in")
     p.add_argument("--max-files", type=int, default=1000, help="most files a ZIP upload may hold")
     p.add_argument("--max-unpacked-mb", type=float, default=4096.0, help="most a ZIP upload may expand to, in MB")
     add_precision(p)

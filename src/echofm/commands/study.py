@@ -12,10 +12,10 @@ DESCRIPTION = (
     "kept), then apical views to LV segmentation and EF (beat by beat from the LV area curve, and the EF "
     "regressor when the bundle has one), parasternal views to the disease model, every cine to cardiac phase "
     "and heart rate. Per study the measurements are averaged over the clips of the right view, weighted by view "
-    "confidence. Writes OUT/study.json, OUT/report.html, OUT/clips/<id>/ (first frame, overlay GIF, LV area "
-    "curve), OUT/dicom/<study>/SEG_<id>.dcm and SR.dcm, failures.csv and not_analysed.csv. Single frames, other "
-    "modalities and non-DICOM files are listed and skipped. A rerun skips clips already done. Exit status 1 when "
-    "a clip failed (unless --allow-failures), 2 when the command itself failed.")
+    "confidence. Writes OUT/study.json, OUT/report.html, OUT/clips/<id>/ (first frame, the cine as an "
+    "H.264 MP4 with the LV overlay), OUT/dicom/<study>/SEG_<id>.dcm and SR.dcm, failures.csv and "
+    "not_analysed.csv. Single frames, other modalities and non-DICOM files are listed and skipped. A rerun "
+    "skips clips already done. Exit status 1 when a clip failed (unless --allow-failures), 2 when the command itself failed.")
 
 
 def add_arguments(p) -> None:
@@ -30,7 +30,7 @@ def add_arguments(p) -> None:
                         "the DICOM PS3.15 basic profile (default: they carry the source's patient module, as a "
                         "PACS needs to file them)")
     p.add_argument("--no-dicom", action="store_true", help="do not write the DICOM SEG and SR")
-    p.add_argument("--no-overlay", action="store_true", help="do not write the overlay GIF of each segmented cine")
+    p.add_argument("--no-overlay", action="store_true", help="do not write each cine as an H.264 MP4 (cine.mp4, the LV overlay blended in where segmented)")
     add_precision(p)
     add_device(p)
     add_batch_options(p)

@@ -86,7 +86,8 @@ def worker_main(bundle_path: str, device: str, precision: str, tasks, events) ->
             summary = _summary(result)
             if summary["clips"] == 0:
                 reasons = [r.get("reason", "") for r in result.batch.failure_rows][:3]
-                events.put(("failed", study, "no cine could be analysed" + (": " + "; ".join(reasons) if reasons else "")))
+                why = ": " + "; ".join(reasons) if reasons else ""
+                events.put(("failed", study, f"no cine could be analysed{why}"))
             else:
                 events.put(("done", study, summary))
         except Exception as exc:  # one study's failure is reported, the worker goes on

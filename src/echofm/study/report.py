@@ -47,7 +47,8 @@ def clip_facts(record: dict) -> list[tuple[str, str]]:
              ("view probabilities", ", ".join(f"{k} {v:.2f}" for k, v in probs[:4]))]
     phase = record.get("phase", {})
     if phase.get("heart_rate_bpm") is not None:
-        facts.append(("heart rate", f"{phase['heart_rate_bpm']:.1f} bpm (cycle {_fmt(phase.get('cycle_frames'))} frames)"))
+        cycle = _fmt(phase.get("cycle_frames"))
+        facts.append(("heart rate", f"{phase['heart_rate_bpm']:.1f} bpm (cycle {cycle} frames)"))
     else:
         facts.append(("heart rate", "– (no whole cycle found)"))
     lv = record.get("lv")
