@@ -226,3 +226,37 @@ def test_twenty_uploads_at_once(server, study_dir):
             clips = [c for s in summary["studies"] for c in s["clips"]]
             assert [c["sop_instance_uid"] for c in clips] == [sop]  # its own cine, no other
     assert slowest < 5.0, f"a page took {slowest:.1f} s while the worker was busy"
+
+
+def test_chunked_upload_is_stopped_while_it_streams(server):
+    """A chunked body (no Content-Length) over the limit is answered 413 while it is still
+    being sent, not after all of it was taken in (a raw socket, as the TestClient and httpx
+    both send a whole body before they read the answer)."""
+    import select
+    from urllib.parse import urlparse
+
+    from echofm.serve.uploads import _DRAIN_LIMIT
+
+    address = urlparse(server)
+    chunk = b"\0" * 2**20
+    sent, answer = 0, b""
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(b"POST /api/studies HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        while sent < 400 * 2**20:
+            if select.select([sock], [], [], 0)[0]:
+                break
+            try:
+                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        sock.settimeout(30)
+        try:
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent <= MAX_UPLOAD_MB * 2**20 + _DRAIN_LIMIT + 32 * 2**20, f"{sent / 2**20:.0f} MB sent before the answer"
+    assert httpx.get(f"{server}/").status_code == 200
