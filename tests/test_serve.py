@@ -4,6 +4,7 @@ list kept across restarts, a killed worker, an interrupted job."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ pytest.importorskip("highdicom")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from echofm.serve import ServeConfig, ServeWarning, create_app  # noqa: E402
+from echofm.study.report import clip_facts  # noqa: E402
 from tests._serve import bad_uploads, wait_status  # noqa: E402
 
 LIMITS = dict(max_upload_mb=4.0, max_files=20, max_unpacked_mb=64.0)
@@ -85,6 +87,10 @@ def test_uploads_are_analysed_and_shown(served):
         assert len(clips) == 1
         page = client.get(f"/studies/{study}").text
         assert f"<title>echofm study {study}</title>" in page
+        report = client.get(f"/studies/{study}/files/report.html").text
+        for label, text in clip_facts(clips[0]):  # one summary, the same on both pages
+            row = f"<tr><td>{html.escape(label)}</td><td>{html.escape(text)}</td></tr>"
+            assert row in page and row in report, row
         assert clips[0]["clip_id"] in page and clips[0]["view"]["label"] in page
         video = client.get(f"/studies/{study}/files/{clips[0]['files']['cine']}")
         assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"

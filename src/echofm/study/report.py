@@ -53,10 +53,12 @@ def clip_facts(record: dict) -> list[tuple[str, str]]:
         facts.append(("heart rate", "– (no whole cycle found)"))
     lv = record.get("lv")
     if lv:
-        if lv.get("n_beats"):
+        if lv.get("n_beats", 0) > 1:
             beats = ", ".join(f"{b['ef']:.1f}" for b in lv["beats"])
-            facts.append(("EF (segmentation)", f"{_fmt(lv['ef_mean'])} % ± {_fmt(lv['ef_sd'])} over "
-                                               f"{lv['n_beats']} beat(s) [{beats}]"))
+            facts.append(("EF (segmentation)", f"{_fmt(lv['ef_mean'])} % ± {_fmt(lv['ef_sd'])} (SD) over "
+                                               f"{lv['n_beats']} beats [{beats}]"))
+        elif lv.get("n_beats") == 1:  # one beat has no spread to show
+            facts.append(("EF (segmentation)", f"{_fmt(lv['ef_mean'])} % from 1 beat (no spread)"))
         elif lv.get("ef_mean") is not None:
             facts.append(("EF (segmentation)", f"{_fmt(lv['ef_mean'])} % ({lv.get('note', 'no whole beat')})"))
         else:
