@@ -110,7 +110,7 @@ async def receive(request, target: Path, limit: int) -> int:
             else:
                 fh.write(chunk)
                 size = seen
-            if size > limit:
+            if size > limit or seen > limit + 2**20:  # the file, or a form padded with other fields
                 over = True  # keep reading (and dropping) a little so the client reads our answer
         if over:
             raise UploadError(413, f"the upload is larger than the limit of {_limit_text(limit)}")
