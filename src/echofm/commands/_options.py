@@ -50,8 +50,9 @@ def _positive(text: str) -> int:
     return value
 
 
-MODEL_SOURCES = ("a preset (e.g. echofm-tiny: random init), a saved echofm model directory, a public EchoFM "
-                 ".pth, or hf:ORG/NAME[@REVISION][/FILE] (the Hugging Face Hub; see docs/hub.md)")
+MODEL_SOURCES = ("a preset (e.g. echofm-tiny: random init), echofm-tiny-phantom (the small reference model shipped "
+                 "in the package), a saved echofm model directory, a public EchoFM .pth, or "
+                 "hf:ORG/NAME[@REVISION][/FILE] (the Hugging Face Hub; see docs/hub.md)")
 
 
 def add_model_source(p: argparse.ArgumentParser, flag: str = "--model", required: bool = True,
