@@ -14,10 +14,12 @@ PLACED = {"finetune", "evaluate", "predict", "embed", "diagnose"}  # several win
 RUN_MODEL = WINDOWED | {"study", "serve"}  # study (and serve, which runs it): its bundle's task models, each by its own contract
 PROGRESS = {"synth", "prepare", "pretrain", "finetune", "predict", "embed", "diagnose", "study"}
 WORKERS = {"synth", "prepare", "pretrain", "finetune"}
+MASKING = {"prepare", "embed", "predict", "phase", "reconstruct", "diagnose"}  # read a source and may mask its sector
 EXPECTED = {"--frame-step": WINDOWED, "--window-step": PLACED, "--max-windows": PLACED, "--precision": RUN_MODEL,
-            "--device": RUN_MODEL, "--quiet": PROGRESS, "--workers": WORKERS}
+            "--device": RUN_MODEL, "--quiet": PROGRESS, "--workers": WORKERS, "--mask-sector": MASKING,
+            "--no-mask-sector": MASKING}
 DEPRECATED = {"--frame-stride", "--period", "--stride", "--eval-stride", "--eval-max-windows", "--no-progress",
-              "--num-workers"}
+              "--num-workers", "--no-mask"}
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -70,6 +72,9 @@ def test_canonical_names_where_the_concept_applies_and_no_visible_old_names():
     (["pretrain", "--out", "o", "--frame-stride", "1"], "frame_step", 1, "--frame-step"),
     (["synth", "--out", "o", "--no-progress"], "quiet", True, "--quiet"),
     (["evaluate", "--model", "m", "--out", "o", "--eval-max-windows", "2"], "max_windows", 2, "--max-windows"),
+    (["predict", "x", "--model", "m", "--out", "o", "--no-mask"], "mask_sector", False, "--no-mask-sector"),
+    (["diagnose", "--model", "m", "--data", "d", "--out", "o", "--no-mask"], "mask_sector", False, "--no-mask-sector"),
+    (["prepare", "x", "--out", "o", "--no-mask"], "mask_sector", False, "--no-mask-sector"),
 ])
 def test_old_names_still_work_and_warn(argv, dest, value, new, capsys):
     args = build_parser().parse_args(argv)
@@ -87,3 +92,14 @@ def test_new_names_parse_and_unset_ones_default_to_the_contract():
     assert (args.frame_step, args.window_step, args.max_windows, args.precision) == (2, 4, None, "auto")
     with pytest.raises(SystemExit):
         parser.parse_args(["embed", "x", "--model", "m", "--out", "o", "--frame-step", "0"])
+
+
+@pytest.mark.parametrize("name", sorted(MASKING))
+def test_sector_masking_is_unset_unless_asked(name):
+    """Unset, the command follows the model's input contract (or masks, for prepare); the two
+    flag forms force it either way."""
+    commands = _commands()
+    sub = commands[name]
+    action = next(a for a in sub._actions if "--mask-sector" in a.option_strings)
+    assert action.default is None and "--no-mask-sector" in action.option_strings
+    assert "default" in action.help  # says the default in words, once

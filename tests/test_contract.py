@@ -97,3 +97,36 @@ def test_task_models_save_their_contract_and_old_ones_get_their_period(tmp_path)
     untrained = untrained_contract(cfg)
     assert trained_contract(untrained, None, videos).fps == 30.0  # an init without a rate: the data's, every frame
     assert trained_contract(untrained, None, [SimpleNamespace(meta={})]).fps is None
+
+
+def test_sector_masking_follows_the_contract_and_the_flag_overrides_it(ybr_cine, tmp_path):
+    """embed masks the sector for an echofm-trained model and keeps the whole image for a
+    model whose contract says so (public checkpoints); --mask-sector / --no-mask-sector win."""
+    import numpy as np
+
+    from echofm.batch import BatchOptions
+    from echofm.contract import sector_masking
+    from echofm.embed import EmbedConfig, embed_studies
+    from echofm.model import load_model
+
+    assert sector_masking(None) is True and sector_masking(public_contract(_Cfg()), None) is False
+    assert sector_masking(public_contract(_Cfg()), True) is True
+
+    model = load_model("echofm-tiny", config_overrides={"img_size": 32, "depth": 1}).eval()
+
+    def embedding(contract_masks: bool, flag, name: str):
+        model.contract = model.contract.replace(mask_sector=contract_masks)
+        out = tmp_path / name
+        summary = embed_studies([ybr_cine], model, out, EmbedConfig(precision="fp32", mask_sector=flag),
+                                BatchOptions(progress=False))
+        assert summary.failed == 0
+        return np.load(next(out.glob("*_video.npy")))
+
+    masked, whole = embedding(True, None, "echofm"), embedding(False, None, "public")
+    assert not np.allclose(masked, whole)  # the sector blanking and crop change what the model sees
+    np.testing.assert_array_equal(embedding(False, True, "forced_on"), masked)
+    np.testing.assert_array_equal(embedding(True, False, "forced_off"), whole)
+
+
+class _Cfg:
+    num_frames, img_size = 16, 112

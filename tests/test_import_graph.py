@@ -1,5 +1,7 @@
 """The package's import graph: every module imports, no command imports another command or
-the CLI, and no two modules import each other, directly or round a longer circle.
+the CLI, and no two modules import each other, directly or round a longer circle. And the
+map as built: docs/architecture.md lists every module (and only those), every module says
+its job in a docstring, and a module over 420 lines says in it why it is that long.
 
 Imports are read from the source (``ast``), those inside functions included: an import
 deferred into a function still ties the two modules together.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +113,41 @@ def test_the_import_graph_has_no_circle():
 def test_the_cycle_finder_finds_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+# --- the map as built (docs/architecture.md) -------------------------------------------------
+
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+LONG_MODULE_LINES = 420  # "about 400": past this a module's docstring must say why it is long
+
+
+def _listed_modules(text: str) -> set[str]:
+    """The module paths (relative to src/echofm) in the first column of the page's tables."""
+    return set(re.findall(r"^\| `([\w/]+\.py)` \|", text, re.MULTILINE))
+
+
+def test_the_architecture_page_lists_every_module_and_only_those():
+    listed = _listed_modules(ARCHITECTURE.read_text(encoding="utf-8"))
+    present = {path.relative_to(SRC).as_posix() for path in MODULES.values()}
+    missing, gone = sorted(present - listed), sorted(listed - present)
+    assert not missing, f"add a line saying each module's job to docs/architecture.md: {missing}"
+    assert not gone, f"docs/architecture.md lists modules that do not exist: {gone}"
+
+
+def test_the_module_list_reader_sees_table_rows_only():
+    page = "| `a/b.py` | job |\n`c.py` in prose\n| module | job |\n| `d.py` | x |\n"
+    assert _listed_modules(page) == {"a/b.py", "d.py"}
+
+
+def test_every_module_says_its_job_and_long_ones_say_why():
+    undocumented, unexplained = [], []
+    for name, path in MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(text, str(path))) or ""
+        if not doc.strip():
+            undocumented.append(name)
+        lines = len(text.splitlines())
+        if lines > LONG_MODULE_LINES and not re.search(r"\b\d{3} lines\b", doc):
+            unexplained.append(f"{name} ({lines} lines)")
+    assert not undocumented, f"modules without a docstring: {undocumented}"
+    assert not unexplained, f"modules over {LONG_MODULE_LINES} lines whose docstring does not say why: {unexplained}"

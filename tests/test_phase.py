@@ -56,3 +56,40 @@ def test_static_or_short_clip():
         phase_from_pixels(np.zeros((3, 32, 32), np.uint8))
     still = np.repeat(np.random.default_rng(0).integers(0, 255, (1, 32, 32), dtype=np.uint8), 20, 0)
     assert phase_from_pixels(still, 30.0).cycle_frames is None
+
+
+def test_step_offset_windows_put_a_step_on_every_frame():
+    from echofm.windows import WindowSpec, step_offset_windows
+
+    spec = WindowSpec(num_frames=16, frame_step=2)
+    windows, centres, valid = step_offset_windows(120, spec, t_patch_size=2)
+    assert windows.shape[1] == 16 and windows.max() <= 119 and windows.min() >= 0
+    # every real step: two frames 2 apart, centred between them; together one step per frame
+    assert sorted(centres[valid].tolist()) == list(range(1, 119))
+    assert not valid.all()  # the steps past the last frame are marked (padding)
+    short = step_offset_windows(30, spec, 2)[2]
+    assert short.sum(1).min() >= 2 and len(short) == 4  # a one-window video: one window per offset
+
+
+def test_per_window_centring_and_frame_resolution_read_the_cycle_windows_hide():
+    """Step embeddings = a large per-window content vector + a per-position vector + the phase.
+    Read raw, the window content and positions dominate (a peak at the 32-frame window span);
+    centred per window and per position, the lag profile peaks at the true 27-frame cycle."""
+    from echofm.analysis.phase import phase_from_step_samples, window_centred
+    from echofm.windows import WindowSpec, step_offset_windows
+
+    rng = np.random.default_rng(0)
+    windows, centres, valid = step_offset_windows(120, WindowSpec(num_frames=16, frame_step=2), 2)
+    W, T = valid.shape
+    content = 3.0 * rng.standard_normal((W, 1, 16))
+    position = 1.0 * rng.standard_normal((1, T, 16))
+    angle = 2 * np.pi * centres / 27.0
+    phase = np.zeros((W, T, 16))
+    phase[..., 0], phase[..., 1] = np.cos(angle), np.sin(angle)
+    steps = content + position + phase + 0.05 * rng.standard_normal((W, T, 16))
+    raw = phase_from_step_samples(centres[valid], steps[valid], fps=30.0, min_lag=4)
+    centred = window_centred(steps, valid)[valid]
+    read = phase_from_step_samples(centres[valid], centred, fps=30.0, min_lag=4)
+    assert read.cycle_frames == pytest.approx(27.0, abs=1.0)
+    assert read.heart_rate_bpm == pytest.approx(60 * 30 / 27, abs=3.0)
+    assert raw.cycle_frames is None or abs(raw.cycle_frames - 27.0) > 1.0

@@ -22,6 +22,11 @@ Rules, and the documented fallbacks:
 Public EchoFM checkpoints follow the public code's data loader: contiguous frames
 (``frame_stride`` 1) at whatever rate the source has, resized to the model's side, RGB in
 [0, 1] (``ToTensor``), no sector masking: ``public_contract(cfg)``.
+
+Sector masking the same way: a consumer asks ``sector_masking(model.contract, flag)``, which
+is the flag (``--mask-sector`` / ``--no-mask-sector``) when given, else what the model was
+trained on: masked for echofm-trained models (and untrained presets), the whole image for
+public EchoFM checkpoints.
 """
 
 from __future__ import annotations
@@ -139,6 +144,16 @@ def contract_for(cfg, saved: Optional[dict]) -> InputContract:
     if not saved:
         return untrained_contract(cfg)
     return InputContract.from_dict(saved).replace(num_frames=cfg.num_frames, image_size=cfg.img_size)
+
+
+def sector_masking(contract: Optional[InputContract], flag: Optional[bool] = None) -> bool:
+    """Whether to blank and crop to the ultrasound sector before a model with ``contract``
+    reads a source: ``flag`` when given (the command's ``--mask-sector`` / ``--no-mask-sector``),
+    else the contract's ``mask_sector``; True when there is no contract (what `echofm prepare`
+    does by default)."""
+    if flag is not None:
+        return bool(flag)
+    return True if contract is None else bool(contract.mask_sector)
 
 
 def reset_warnings() -> None:

@@ -30,7 +30,8 @@ class EmbedConfig:
     input contract asks for each source's frame rate), ``window_step`` apart (None: back to
     back), at most ``max_windows``; ``tokens`` also keeps the token embeddings (large);
     batch_size windows per forward pass; backend torch, or onnx (the model is then an
-    ``echofm export`` folder or one of its .onnx files)."""
+    ``echofm export`` folder or one of its .onnx files); mask_sector: blank and crop to the
+    ultrasound sector (None: as the model's input contract says, ``contract.sector_masking``)."""
 
     frame_step: Optional[int] = None
     window_step: Optional[int] = None
@@ -40,6 +41,7 @@ class EmbedConfig:
     device: str = "cpu"
     tokens: bool = False
     backend: str = "torch"
+    mask_sector: Optional[bool] = None
 
     def __post_init__(self) -> None:
         for name in ("frame_step", "window_step", "max_windows", "batch_size"):
@@ -54,6 +56,7 @@ def embed_studies(sources: Sequence[str | Path], model, out_dir: str | Path,
     or anything ``load_model`` reads. A re-run skips inputs already embedded (and redoes
     those whose files are gone, or that lack tokens now asked for); a folder embedded by
     another model or other window or precision settings is refused."""
+    from echofm.contract import sector_masking
     from echofm.inference import embed_frames, load_study
     from echofm.runtime import configure_threads, load_inference_model
 
@@ -65,8 +68,9 @@ def embed_studies(sources: Sequence[str | Path], model, out_dir: str | Path,
     model = model.eval().to(config.device)
     if config.tokens and getattr(model, "has_tokens", True) is False:
         raise EchoFMError(f"{model.path}: this export has no token output; export it again with --tokens")
+    mask_sector = sector_masking(getattr(model, "contract", None), config.mask_sector)
     # Resuming into a folder embedded by another model or settings would mix incomparable vectors.
-    settings = {"model": model_fingerprint(model), "frame_step": config.frame_step,
+    settings = {"model": model_fingerprint(model), "mask_sector": mask_sector, "frame_step": config.frame_step,
                 "window_step": config.window_step, "max_windows": config.max_windows, "precision": config.precision}
     if config.backend != "torch":
         settings["backend"] = config.backend
@@ -75,7 +79,7 @@ def embed_studies(sources: Sequence[str | Path], model, out_dir: str | Path,
     out = job.out
     for item in job.run(job.pending(found)):
         try:
-            clip = load_study(item.source.path, model.cfg.img_size)
+            clip = load_study(item.source.path, model.cfg.img_size, mask_sector=mask_sector)
             emb = embed_frames(model, clip.frames, clip.fps, frame_step=config.frame_step,
                                window_step=config.window_step, max_windows=config.max_windows,
                                batch_size=config.batch_size, precision=config.precision, device=config.device,

@@ -60,8 +60,6 @@ def model_windows(model, total: int, fps: Optional[float], frame_step: Optional[
     ``fps`` (flags override), and their spec."""
     spec = spec_for(model.contract, fps, frame_step=frame_step, window_step=window_step,
                     max_windows=max_windows, where=where)
-    from echofm.windows import plan_windows
-
     return spec, plan_windows(total, spec)
 
 
@@ -105,14 +103,29 @@ def embed_frames(model, frames: np.ndarray, fps: Optional[float] = None, frame_s
 
 
 def embedding_phase(model, frames: np.ndarray, fps: Optional[float], frame_step: Optional[int] = None,
-                    precision: str = "auto", device: str = "cpu", where: str = "a source"):
-    """Cycle length and heart rate the model perceives in a video: ``(PhaseResult, [S, S]
-    cosine self-similarity of the per-time-step embeddings)``, windows laid back to back."""
-    from echofm.analysis.phase import phase_from_embeddings
+                    precision: str = "auto", device: str = "cpu", where: str = "a source", batch_size: int = 8):
+    """Cycle length and heart rate the model perceives in a video: ``(PhaseResult, [N, N]
+    cosine self-similarity of the centred step embeddings in time order)``.
 
-    emb = embed_frames(model, frames, fps, frame_step=frame_step, precision=precision, device=device, where=where)
-    steps = emb.frames.reshape(-1, emb.frames.shape[-1])
-    result = phase_from_embeddings(steps, model.cfg.t_patch_size * emb.frame_step, fps)
-    result.frame_step = emb.frame_step
-    z = steps / (np.linalg.norm(steps, axis=1, keepdims=True) + 1e-8)
+    Windows sampled as the model's input contract asks (``frame_step`` overrides), laid from
+    every frame offset within one model time step (``windows.step_offset_windows``), so the
+    cycle is read over frames; each window's steps are centred on their mean and padded steps
+    dropped (``analysis.phase``'s docstring says why). The cycle is in source frames.
+    """
+    from echofm.analysis.phase import phase_from_step_samples, window_centred
+    from echofm.windows import step_offset_windows
+
+    spec = spec_for(model.contract, fps, frame_step=frame_step, where=where)
+    t_patch = model.cfg.t_patch_size
+    windows, centres, valid = step_offset_windows(len(frames), spec, t_patch)
+    if not len(windows):
+        return phase_from_step_samples(np.zeros(0), np.zeros((0, 1)), fps, frame_step=spec.frame_step), np.zeros((0, 0))
+    steps = run_windows(lambda clips: model.embed(clips).frames, frames, windows, batch_size, device, precision,
+                        size=model.cfg.img_size).numpy()
+    centred = window_centred(steps, valid)
+    times, z = centres[valid], centred[valid]
+    result = phase_from_step_samples(times, z, fps, min_lag=max(3, t_patch * spec.frame_step),
+                                     frame_step=spec.frame_step)
+    z = z[np.argsort(times, kind="stable")]
+    z = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-8)
     return result, z @ z.T

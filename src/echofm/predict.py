@@ -37,7 +37,8 @@ class PredictConfig:
     frame_step: take every Nth frame (None: what the model's input contract asks for each
     study's frame rate). window_step / max_windows: window placement (None: as the run was
     evaluated). Segmentation always uses every covering window so that every frame gets a mask.
-    mask_sector: blank and crop to the ultrasound sector before resizing (as ``prepare``).
+    mask_sector: blank and crop to the ultrasound sector before resizing (as ``prepare``), or
+    keep the whole image (None: as the model's input contract says, ``contract.sector_masking``).
     overlay: write an MP4 of the frames with the coloured masks (segmentation only);
     overlay_size: its side in pixels (the model's frames are upscaled to it).
     backend: torch, or onnx (the model is then an ``echofm export`` folder of a task
@@ -50,7 +51,7 @@ class PredictConfig:
     frame_step: Optional[int] = None
     device: str = "cpu"
     precision: str = "auto"
-    mask_sector: bool = True
+    mask_sector: Optional[bool] = None
     overlay: bool = True
     overlay_size: int = 256
     backend: str = "torch"
@@ -132,10 +133,12 @@ def predict_study(model: TaskModel, path: str | Path, config: Optional[PredictCo
     """Read any echo source (DICOM, video, NIfTI, prepared ``.npy`` ...), preprocess it as
     ``prepare`` does at the model's side, and predict it. The record's ``id`` is the
     input's ``batch.input_id`` (the name ``predict_studies`` gives its outputs)."""
+    from echofm.contract import sector_masking
     from echofm.inference import load_study
 
     config = config or PredictConfig()
-    clip = load_study(path, model.cfg.img_size, mask_sector=config.mask_sector)
+    mask_sector = sector_masking(getattr(model, "contract", None), config.mask_sector)
+    clip = load_study(path, model.cfg.img_size, mask_sector=mask_sector)
     if clip.num_frames < 1:
         raise EchoFMError(f"{path}: no frames")
     result = predict_frames(model, clip.frames, clip.fps, config, clip.pixel_spacing, where=Path(path).name)
@@ -209,7 +212,10 @@ def predict_studies(sources: Sequence[str | Path], model: TaskModel | str | Path
         run_name = str(model)
         model = load_inference_model(model, config.backend, "task", config.device)
     model = model.to(config.device).eval()
-    settings = {"model": model_fingerprint(model), "mask_sector": config.mask_sector,
+    from echofm.contract import sector_masking
+
+    settings = {"model": model_fingerprint(model),
+                "mask_sector": sector_masking(getattr(model, "contract", None), config.mask_sector),
                 "frame_step": config.frame_step, "window_step": config.window_step, "max_windows": config.max_windows}
     if config.backend != "torch":
         settings["backend"] = config.backend

@@ -7,6 +7,10 @@ contract) and a ``README.md`` model card whose YAML front matter the Hub reads
 training data and the final metrics of an echofm pretraining run directory, or "none
 recorded" for anything else. Nothing here talks to the Hub; upload the folder with
 ``hf upload ORG/NAME DIR``.
+
+``write_reference(run, out)`` writes the files of a reference model shipped inside the
+package (``model/reference.py``): float16 weights plus the run's config and log; it is the
+last step of ``echofm/data/reference/recipe.sh`` (``python -m echofm.publish reference RUN OUT``).
 """
 
 from __future__ import annotations
@@ -201,3 +205,43 @@ def _data_name(entry) -> str:
     if ":" in text.split("/")[0] or "/" not in text:
         return text  # synth:256, hf:..., or a bare name
     return Path(text.rstrip("/")).name
+
+
+# --- reference models shipped in the package ----------------------------------------------
+
+def write_reference(run: str | os.PathLike, out: str | os.PathLike, name: str = "echofm-tiny-phantom") -> Path:
+    """Turn a finished pretraining run into a shipped reference model's files: ``RUN/model``
+    saved as float16 ``OUT/NAME.safetensors`` (config and input contract in its metadata,
+    half the size of float32), with the run's config.yaml and metrics.jsonl copied beside it.
+    Returns the weights file."""
+    import shutil
+
+    import torch
+
+    from echofm.model.reference import REFERENCE_MODELS, RUN_FILES
+    from echofm.model.weights import load_model, save_model
+
+    run, out = Path(run), Path(out)
+    model = load_model(run / "model")
+    out.mkdir(parents=True, exist_ok=True)
+    target = save_model(model, out / REFERENCE_MODELS.get(name, f"{name}.safetensors"),
+                        metadata={"name": name, "recipe": "recipe.sh"}, dtype=torch.float16)
+    for file in RUN_FILES:
+        shutil.copyfile(run / file, out / file)
+    return target
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m echofm.publish reference RUN OUT`` (the reference recipe's last step)."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3 or args[0] != "reference":
+        print("usage: python -m echofm.publish reference RUN OUT", file=sys.stderr)
+        return 2
+    print(write_reference(args[1], args[2]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

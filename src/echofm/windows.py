@@ -116,6 +116,41 @@ def plan_windows(total: int, spec: WindowSpec) -> np.ndarray:
     return np.stack([window_indices(total, spec, s) for s in window_starts(total, spec)])
 
 
+def step_offset_windows(total: int, spec: WindowSpec, t_patch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows that give one model time step centred on (nearly) every frame, for reading a
+    signal over frames from per-time-step outputs (``inference.embedding_phase``).
+
+    A model time step covers ``t_patch_size`` window frames, ``t_patch_size x frame_step``
+    source frames. Windows are laid back to back (``num_frames x frame_step`` apart, so their
+    steps continue one grid) from every offset within one step, so the step centres of all
+    windows together fall on every frame. Returns the windows' frame indices ``[W, F]``
+    (padded past the end by the short-video policy), each step's centre in source frames
+    ``[W, T]`` and whether the step is made of real frames only ``[W, T]`` (a padded step
+    holds no new phase and is to be dropped). Windows with fewer than two real steps are
+    left out: their steps cannot be compared within the window.
+    """
+    if total < 1:
+        raise ValueError("a video needs at least one frame")
+    if t_patch_size < 1 or spec.num_frames % t_patch_size:
+        raise ValueError(f"num_frames {spec.num_frames} is not a multiple of t_patch_size {t_patch_size}")
+    step = spec.frame_step
+    steps = spec.num_frames // t_patch_size
+    windows, centres, valid = [], [], []
+    for offset in range(t_patch_size * step):
+        for start in range(offset, total, spec.num_frames * step):
+            frames = (start + step * np.arange(spec.num_frames)).reshape(steps, t_patch_size)
+            real = frames[:, -1] <= total - 1
+            if real.sum() < 2:
+                break
+            windows.append(window_indices(total, spec, start))
+            centres.append(frames.mean(axis=1))
+            valid.append(real)
+    if not windows:
+        shape = (0, spec.num_frames)
+        return np.zeros(shape, np.int64), np.zeros((0, steps)), np.zeros((0, steps), bool)
+    return np.stack(windows), np.stack(centres), np.stack(valid)
+
+
 def _randint(rng: Rng, high: int) -> int:
     """An integer in [0, high) from either kind of generator."""
     if isinstance(rng, random.Random):

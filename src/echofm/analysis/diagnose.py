@@ -183,7 +183,9 @@ def diagnose_clip(model, frames: np.ndarray, period_frames: Optional[float] = No
 class DiagnoseConfig:
     """frame_step: take every Nth frame into a window (None: what the model's input contract
     asks for each clip's frame rate); window_step: frames between window starts (None: back
-    to back); max_windows: windows per clip (evenly spread); examples: clips with a map figure."""
+    to back); max_windows: windows per clip (evenly spread); examples: clips with a map figure;
+    mask_sector: blank and crop to the ultrasound sector (None: as the model's input contract
+    says, ``contract.sector_masking``)."""
 
     frame_step: Optional[int] = None
     window_step: Optional[int] = None
@@ -192,7 +194,7 @@ class DiagnoseConfig:
     examples: int = 4
     device: str = "cpu"
     precision: str = "fp32"
-    mask_sector: bool = True
+    mask_sector: Optional[bool] = None
 
     def __post_init__(self) -> None:
         for name in ("frame_step", "window_step", "max_windows", "batch_size"):
@@ -281,6 +283,7 @@ def run_diagnostics(model_source, data: str | Path, out_dir: str | Path, config:
     examples and ``report.html`` into ``out_dir``. Clips that cannot be read are listed
     in failures.csv and skipped; a re-run skips clips already diagnosed (the job skeleton
     is ``echofm.batch``)."""
+    from echofm.contract import sector_masking
     from echofm.inference import load_study
     from echofm.model import load_model
 
@@ -292,15 +295,16 @@ def run_diagnostics(model_source, data: str | Path, out_dir: str | Path, config:
     model = model_source if isinstance(model_source, torch.nn.Module) else load_model(model_source)
     model = model.eval().to(config.device)
     facts = read_clip_table(data if data.is_dir() else data.parent)
+    mask_sector = sector_masking(getattr(model, "contract", None), config.mask_sector)
     settings = {"model": model_fingerprint(model), "frame_step": config.frame_step,
                 "window_step": config.window_step, "max_windows": config.max_windows,
-                "mask_sector": config.mask_sector, "precision": config.precision}
+                "mask_sector": mask_sector, "precision": config.precision}
     job = BatchJob("diagnose", out, settings, options, index_name="diagnose.csv", unit="clip").open()
     drawn = len(list((out / "maps").glob("*.png")))
     for item in job.run(job.pending(sources)):
         known = facts.get(item.source.path.resolve(), {})
         try:
-            clip = load_study(item.source.path, model.cfg.img_size, mask_sector=config.mask_sector)
+            clip = load_study(item.source.path, model.cfg.img_size, mask_sector=mask_sector)
             fps = clip.fps or known.get("fps")
             result = diagnose_clip(model, clip.frames, known.get("period_frames"), fps, config.frame_step,
                                    config.max_windows, config.batch_size, config.device, config.precision,

@@ -6,6 +6,20 @@ peaks at the cycle length. ED and ES come from a cavity-size proxy: blood is dar
 fraction of dark pixels in the ventricular part of the sector is largest at end-diastole
 and smallest at end-systole. Embeddings: the same lag analysis on the projector's
 per-time-step self-similarity gives the cycle length the model perceives.
+
+Reading the embeddings of a whole video takes two steps, because a window's per-time-step
+embeddings are not a frame-by-frame signal by themselves:
+
+* **per-window centring** (``window_centred``): attention spans the whole window, so most of
+  a step's embedding is the window's content, shared by all its steps. Compared raw, steps
+  of one window all look alike and the lag profile peaks at window lengths, not beats.
+  Subtracting each window's mean step (and each step position's mean over windows, the
+  position embedding) leaves what changes within it: the phase.
+* **frame resolution** (``phase_from_step_samples``): one step covers ``t_patch_size x
+  frame_step`` source frames (4 for a 15 fps model on a 30 fps cine), too coarse for a
+  27-frame beat. Windows laid from every frame offset within one step give one step
+  embedding centred on (nearly) every frame, so the lag profile is over frames. Steps made
+  of padding (past a video's end) are dropped: they hold no new phase.
 """
 
 from __future__ import annotations
@@ -62,12 +76,20 @@ def lag_profile(similarity: np.ndarray) -> np.ndarray:
 
 
 def cycle_length(similarity: np.ndarray, min_lag: int = 3, max_fraction: float = 0.75) -> Optional[float]:
-    """Cycle length (in steps of the map) from the first clear reprise of the lag profile.
+    """Cycle length (in steps of the map) from the first clear reprise of the lag profile
+    of ``similarity`` (see ``cycle_from_profile``)."""
+    return cycle_from_profile(lag_profile(similarity), min_lag, max_fraction)
 
-    The profile must dip and rise again; the peak is refined to sub-step precision by a
-    parabola through it and its neighbours. None when no cycle is visible.
+
+def cycle_from_profile(prof: np.ndarray, min_lag: int = 3, max_fraction: float = 0.75) -> Optional[float]:
+    """Cycle length (in lags) from the first clear reprise of a lag profile ``prof[k]`` (the
+    mean similarity at lag k, k = 0 .. T-1).
+
+    The profile must dip and rise again within ``max_fraction`` of the span; the peak is
+    refined to sub-step precision by a parabola through it and its neighbours. None when no
+    cycle is visible.
     """
-    prof = lag_profile(similarity)
+    prof = np.asarray(prof, dtype=np.float64)
     T = len(prof)
     hi = max(min_lag + 1, int(T * max_fraction))
     if hi >= T - 1 or T < 2 * min_lag:
@@ -171,3 +193,67 @@ def phase_from_embeddings(frame_embeddings: np.ndarray, frames_per_step: int,
     hr = 60.0 * fps / cycle if (cycle and fps) else None
     return PhaseResult(cycle_frames=cycle, heart_rate_bpm=hr, fps=fps, source="embeddings",
                        lag_profile=lag_profile(sim).round(5).tolist())
+
+
+def window_centred(step_embeddings: np.ndarray, valid: Optional[np.ndarray] = None, rounds: int = 2) -> np.ndarray:
+    """Step embeddings ``[W, T, D]`` with each window's mean step and each step position's
+    mean over windows taken out (over the ``valid`` steps ``[W, T]`` bool; default all), so
+    what remains is what changes within a window: the phase. Invalid steps come back as zeros.
+
+    The window's mean is its content, shared by all its steps (attention spans the window).
+    The position's mean is the position embedding, the same at step k of every window: left
+    in, steps at one position look alike in every window whatever the phase, and the lag
+    profile peaks at the window's length. Over windows at many phases of the beat, the phase
+    averages out of that mean. ``rounds`` alternations settle the two means when some
+    windows have padded steps.
+    """
+    z = np.asarray(step_embeddings, dtype=np.float64)
+    if z.ndim != 3:
+        raise ValueError(f"step embeddings must be [windows, steps, dim], got shape {z.shape}")
+    keep = np.ones(z.shape[:2], bool) if valid is None else np.asarray(valid, bool)
+    weights = keep[..., None].astype(np.float64)
+    z = z * weights
+    for _ in range(max(1, rounds)):
+        z = z - (z.sum(1, keepdims=True) / np.maximum(weights.sum(1, keepdims=True), 1.0))
+        z = z * weights
+        if len(z) > 1:
+            z = z - (z.sum(0, keepdims=True) / np.maximum(weights.sum(0, keepdims=True), 1.0))
+            z = z * weights
+    return z
+
+
+def sample_lag_profile(times: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    """Mean cosine similarity of embedding pairs at each lag ``round(|t_i - t_j|)`` = 0, 1, ...
+    (samples at arbitrary times, e.g. step centres in frames); lags no pair has are
+    interpolated from their neighbours."""
+    t = np.asarray(times, dtype=np.float64)
+    z = np.asarray(embeddings, dtype=np.float64)
+    z = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-8)
+    sim = z @ z.T
+    lags = np.rint(np.abs(t[:, None] - t[None, :])).astype(np.int64).ravel()
+    total = np.bincount(lags, weights=sim.ravel())
+    count = np.bincount(lags)
+    seen = count > 0
+    prof = np.zeros(len(count))
+    prof[seen] = total[seen] / count[seen]
+    if not seen.all():
+        k = np.arange(len(count))
+        prof = np.interp(k, k[seen], prof[seen])
+    return prof
+
+
+def phase_from_step_samples(times: np.ndarray, embeddings: np.ndarray, fps: Optional[float] = None,
+                            min_lag: int = 3, frame_step: Optional[int] = None) -> PhaseResult:
+    """Cycle length (in source frames) and heart rate from per-time-step embeddings ``[N, D]``
+    sampled at ``times`` ``[N]`` (each step's centre, in source frames), already centred per
+    window (``window_centred``). min_lag: the shortest cycle considered, in frames (about one
+    step: neighbouring steps share frames and look alike)."""
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) < 2:
+        return PhaseResult(cycle_frames=None, heart_rate_bpm=None, fps=fps, source="embeddings",
+                           frame_step=frame_step)
+    prof = sample_lag_profile(times - times.min(), embeddings)
+    cycle = cycle_from_profile(prof, min_lag=min_lag)
+    hr = 60.0 * fps / cycle if (cycle and fps) else None
+    return PhaseResult(cycle_frames=cycle, heart_rate_bpm=hr, fps=fps, source="embeddings",
+                       lag_profile=prof.round(5).tolist(), frame_step=frame_step)

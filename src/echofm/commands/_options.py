@@ -1,7 +1,7 @@
 """Command-line options shared by the commands: one flag name, one definition, one help text per concept.
 
 ``--frame-step`` (take every Nth frame), ``--window-step`` (frames between window starts),
-``--max-windows``, ``--precision``, ``--device``, ``--quiet``, ``--workers``: a command calls
+``--max-windows``, ``--mask-sector``, ``--precision``, ``--device``, ``--quiet``, ``--workers``: a command calls
 the ``add_*`` helper for each concept it has, passing the names it used before; those stay
 one release as hidden aliases that print a deprecation warning naming the new flag.
 Batch-job options (``--allow-failures``, ``--keep-paths``, ``--retry-failed``, ``--quiet``)
@@ -50,8 +50,9 @@ def _positive(text: str) -> int:
     return value
 
 
-MODEL_SOURCES = ("a preset (e.g. echofm-tiny: random init), a saved echofm model directory, a public EchoFM "
-                 ".pth, or hf:ORG/NAME[@REVISION][/FILE] (the Hugging Face Hub; see docs/hub.md)")
+MODEL_SOURCES = ("a preset (e.g. echofm-tiny: random init), echofm-tiny-phantom (the small reference model shipped "
+                 "in the package), a saved echofm model directory, a public EchoFM .pth, or "
+                 "hf:ORG/NAME[@REVISION][/FILE] (the Hugging Face Hub; see docs/hub.md)")
 
 
 def add_model_source(p: argparse.ArgumentParser, flag: str = "--model", required: bool = True,
@@ -85,6 +86,21 @@ def add_max_windows(p: argparse.ArgumentParser, old: Sequence[str] = (), default
     p.add_argument("--max-windows", type=_positive, default=default, metavar="N",
                    help=help or "at most N windows per video, evenly spread (default: all)")
     _aliases(p, old, "--max-windows", "max_windows", type=_positive)
+
+
+MASK_AS_CONTRACT = ("as the model was trained, from its input contract: masked for echofm-trained models, "
+                    "the whole image for public EchoFM checkpoints")
+
+
+def add_mask_sector(p: argparse.ArgumentParser, old: Sequence[str] = ("--no-mask",),
+                    default: str = MASK_AS_CONTRACT) -> None:
+    """``--mask-sector`` / ``--no-mask-sector``: blank and crop to the ultrasound sector or keep the
+    whole image. Unset (None) means ``default``, said in words: for a model, its input
+    contract (``echofm.contract.sector_masking``)."""
+    p.add_argument("--mask-sector", action=argparse.BooleanOptionalAction, default=None,
+                   help="detect the ultrasound sector, blank everything outside it and crop to it "
+                        f"(--no-mask-sector: keep the whole image, only pad and resize); default: {default}")
+    _aliases(p, old, "--no-mask-sector", "mask_sector", nargs=0, const=False)
 
 
 def add_precision(p: argparse.ArgumentParser, default: Optional[str] = "auto") -> None:

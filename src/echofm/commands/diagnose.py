@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import (add_batch_options, add_device, add_frame_step, add_max_windows, add_model_source,
-                                      add_precision,
-                                      add_window_step, batch_options, report_batch)
+from echofm.commands._options import (add_batch_options, add_device, add_frame_step, add_mask_sector, add_max_windows,
+                                      add_model_source, add_precision, add_window_step, batch_options, report_batch)
 
 NAME = "diagnose"
 HELP = "periodicity diagnostics of an encoder: phase contrast and embedding-vs-pixel self-similarity per clip"
@@ -29,7 +28,7 @@ def add_arguments(p) -> None:
     add_max_windows(p, default=4, help="windows per clip, evenly spread")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     p.add_argument("--examples", type=int, default=4, help="clips drawn as example self-similarity maps")
-    p.add_argument("--no-mask", action="store_true", help="do not detect, blank and crop the ultrasound sector")
+    add_mask_sector(p)
     add_precision(p)
     add_device(p)
     add_batch_options(p)
@@ -40,7 +39,7 @@ def run(args) -> int:
 
     config = DiagnoseConfig(frame_step=args.frame_step, window_step=args.window_step, max_windows=args.max_windows,
                             batch_size=args.batch_size, examples=args.examples, device=args.device, precision=args.precision,
-                            mask_sector=not args.no_mask)
+                            mask_sector=args.mask_sector)
     run = run_diagnostics(args.model, args.data, args.out, config, batch_options(args))
     summary = run.report["summary"]
     brief = {k: v["median"] for k, v in summary.items() if isinstance(v, dict)}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import (add_backend_option, add_batch_options, add_device, add_frame_step, add_model_source,
-                                      add_max_windows, add_precision, add_window_step, batch_options, report_batch)
+from echofm.commands._options import (add_backend_option, add_batch_options, add_device, add_frame_step, add_mask_sector,
+                                      add_max_windows, add_model_source, add_precision, add_window_step, batch_options,
+                                      report_batch)
 
 NAME = "embed"
 HELP = "embed studies (DICOM/video/prepared clips) with a model: .npy files plus an index CSV"
@@ -30,6 +31,7 @@ def add_arguments(p) -> None:
     add_frame_step(p, old=["--stride"])
     add_window_step(p)
     add_max_windows(p)
+    add_mask_sector(p, old=())
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     add_precision(p)
     add_device(p)
@@ -42,5 +44,5 @@ def run(args) -> int:
 
     config = EmbedConfig(frame_step=args.frame_step, window_step=args.window_step, max_windows=args.max_windows,
                          batch_size=args.batch_size, precision=args.precision, device=args.device, tokens=args.tokens,
-                         backend=args.backend)
+                         backend=args.backend, mask_sector=args.mask_sector)
     return report_batch(embed_studies(args.sources, args.model, args.out, config, batch_options(args)))

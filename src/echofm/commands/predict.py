@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from echofm.commands._options import (add_backend_option, add_batch_options, add_device, add_frame_step,
+from echofm.commands._options import (add_backend_option, add_batch_options, add_device, add_frame_step, add_mask_sector,
                                       add_max_windows, add_precision, add_window_step, batch_options, report_batch)
 
 NAME = "predict"
@@ -32,8 +32,7 @@ def add_arguments(p) -> None:
     add_max_windows(p, help="at most N windows per video for classification/EF, evenly spread (default: as the "
                             "run was evaluated; all)")
     add_frame_step(p, old=["--period"])
-    p.add_argument("--no-mask", action="store_true",
-                   help="do not detect, blank and crop the ultrasound sector (only pad and resize)")
+    add_mask_sector(p)
     p.add_argument("--no-overlay", action="store_true", help="segmentation: do not write the overlay video")
     p.add_argument("--overlay-size", type=int, default=256, help="side in pixels of the overlay video")
     add_precision(p)
@@ -47,6 +46,6 @@ def run(args) -> int:
 
     config = PredictConfig(batch_size=args.batch_size, window_step=args.window_step, max_windows=args.max_windows,
                            frame_step=args.frame_step, device=args.device, precision=args.precision,
-                           mask_sector=not args.no_mask, overlay=not args.no_overlay, overlay_size=args.overlay_size,
+                           mask_sector=args.mask_sector, overlay=not args.no_overlay, overlay_size=args.overlay_size,
                            backend=args.backend)
     return report_batch(predict_studies(args.sources, args.model, args.out, config, batch_options(args)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from echofm.commands._options import add_batch_options, add_workers, batch_options, report_batch
+from echofm.commands._options import add_batch_options, add_mask_sector, add_workers, batch_options, report_batch
 
 NAME = "prepare"
 HELP = "turn DICOM/video/NIfTI/MHD/array/frame sources into a prepared clip cache"
@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--size", type=int, default=224, help="output side in pixels (112 for EchoNet-style)")
     parser.add_argument("--color", action="store_true", help="keep colour Doppler clips in RGB instead of grayscale")
     parser.add_argument("--fps", type=float, default=None, help="resample every clip to this frame rate")
-    parser.add_argument("--no-mask", action="store_true", help="keep the whole image (no sector detection, crop or blanking)")
+    add_mask_sector(parser, default="masked")
     add_workers(parser, default=max(1, min(8, (os.cpu_count() or 2) - 1)), help="worker processes")
     parser.add_argument("--shard", default="0/1", help="i/n: prepare only shard i of n (deterministic, no overlap)")
     add_batch_options(parser)
@@ -36,7 +36,7 @@ def run(args) -> int:
     from echofm.preprocess.transforms import PreprocessConfig
 
     config = PreprocessConfig(size=args.size, keep_color=args.color, target_fps=args.fps,
-                              mask_sector=not args.no_mask)
+                              mask_sector=args.mask_sector is not False)
     summary = prepare(args.sources, args.out, config, workers=args.workers, shard=parse_shard(args.shard),
                       options=batch_options(args))
     return report_batch(summary)

@@ -23,6 +23,7 @@ from echofm.config import ModelConfig, PRESETS, preset
 from echofm.errors import EchoFMError
 from echofm.files import atomic_write
 from echofm.model.hub import is_hub_name, resolve as resolve_hub_name
+from echofm.model.reference import REFERENCE_MODELS, reference_path
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -251,7 +252,8 @@ def read_checkpoint(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file or directory "
-                                f"(presets: {', '.join(PRESETS)}; hub models: hf:ORG/NAME)")
+                                f"(presets: {', '.join(PRESETS)}; shipped: {', '.join(sorted(REFERENCE_MODELS))}; "
+                                f"hub models: hf:ORG/NAME)")
     if path.is_dir() or path.suffix == ".safetensors":
         state, cfg, extra, contract = _read_own(path)
         return state, cfg, "echofm", {**extra, "contract": contract}
@@ -314,7 +316,8 @@ def load_model(source: str | os.PathLike, *, strict: bool = True, encoder_only: 
                config_overrides: Optional[dict] = None):
     """Build an EchoFM model from a preset name, our saved model, or a public checkpoint.
 
-    source: ``"echofm-tiny"`` (random init), a directory or ``.safetensors`` written by
+    source: ``"echofm-tiny"`` (random init), a reference model shipped with the package
+    (``"echofm-tiny-phantom"``, ``model/reference.py``), a directory or ``.safetensors`` written by
     ``save_model``, a public EchoFM ``.pth`` in its trainer or release layout, or any of
     these on the Hugging Face Hub as ``"hf:ORG/NAME[@REVISION][/FILE]"`` (see model/hub.py).
     encoder_only: require only the encoder's weights (projector/decoder keep their init).
@@ -327,6 +330,8 @@ def load_model(source: str | os.PathLike, *, strict: bool = True, encoder_only: 
     from echofm.model.echofm import EchoFM
 
     name = str(source)
+    if not Path(name).exists() and name in REFERENCE_MODELS:
+        source = reference_path(name)
     if not Path(name).exists() and (name in PRESETS or f"echofm-{name}" in PRESETS):
         cfg = preset(name)
         if config_overrides:
@@ -354,11 +359,14 @@ def load_encoder(source: str | os.PathLike):
 
 # --- writing files ---------------------------------------------------------------------
 
-def save_model(model, path: str | os.PathLike, metadata: Optional[dict] = None) -> Path:
+def save_model(model, path: str | os.PathLike, metadata: Optional[dict] = None,
+               dtype: Optional[torch.dtype] = None) -> Path:
     """Save ``model`` as ``path/model.safetensors`` (config in its metadata) + ``path/config.json``.
 
     A path ending in ``.safetensors`` writes that single file (config in its metadata). The
-    model's input contract (``model.contract``) is saved in both.
+    model's input contract (``model.contract``) is saved in both. dtype: store floating-point
+    tensors in this type (e.g. ``torch.float16`` for a file half the size; loading casts
+    them back to the model's type).
     """
     from safetensors.torch import save_file
 
@@ -370,6 +378,8 @@ def save_model(model, path: str | os.PathLike, metadata: Optional[dict] = None) 
     meta = {"format": FORMAT_TAG, "config": cfg_json, "metadata": json.dumps(metadata or {}),
             "contract": json.dumps(contract, sort_keys=True)}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     target = path if path.suffix == ".safetensors" else path / WEIGHTS_NAME
     atomic_write(target, lambda tmp: save_file(state, tmp, metadata=meta))
     if path.suffix != ".safetensors":

@@ -1,0 +1,1 @@
+"""Preprocessing: find and blank the ultrasound sector, crop, resize, resample; `echofm prepare` as a library."""

@@ -22,6 +22,11 @@ Everything else happens here, once:
 
 So G processes with batch B train like one with batch G*B, and a run stopped and resumed
 repeats an uninterrupted one. Every call is collective under ``torchrun``.
+
+Why one module over 400 lines: resume is only exact when the data order, the RNG states,
+the schedule position and the metrics log are saved and restored by the same code that
+advances them; split across modules, each piece would need the others' internals. The
+optimiser groups and the schedule, which stand alone, already live in ``train/optim.py``.
 """
 
 from __future__ import annotations
