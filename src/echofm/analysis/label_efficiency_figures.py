@@ -111,3 +111,49 @@ seeds) the interval over seeds both exclude 0 on that side.</p>
 """
     write_text_atomic(path, text)
     return Path(path)
+
+
+def arms_figure(runs: list[dict], out: Path, title: str = "") -> Path:
+    """The two arms side by side, one row per task, from one (mode, k, seed, held-out set)'s
+    runs: EF predicted vs true; the view confusion matrix; LV area predicted vs true (first
+    labelled frame); the per-clip ED/ES frame errors. Each panel's title gives its score."""
+    plt = _plt()
+    tasks = [t for t in TASK_TITLE if any(r["task"] == t for r in runs)]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(8.4, 3.4 * len(tasks)), squeeze=False)
+    for row, task in zip(axes, tasks):
+        for ax, arm in zip(row, ("pretrained", "random")):
+            run = next((r for r in runs if r["task"] == task and r["arm"] == arm), None)
+            if run is None:
+                ax.axis("off")
+                continue
+            color, arm_name = ARM_STYLE[arm]
+            pairs = run["truth_and_prediction"]
+            if task in ("ef", "segment"):
+                t = np.array([p[0] for p in pairs], float)
+                p = np.array([p[1] for p in pairs], float)
+                ax.scatter(t, p, s=12, color=color, alpha=0.7)
+                lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+                ax.plot([lo, hi], [lo, hi], ":", color="0.4")
+                ax.set_xlabel("true EF (%)" if task == "ef" else "true LV area (px)")
+                ax.set_ylabel("predicted")
+            elif task == "view":
+                names = sorted({p[0] for p in pairs} | {p[1] for p in pairs})
+                matrix = np.zeros((len(names), len(names)), int)
+                for truth, pred in pairs:
+                    matrix[names.index(truth), names.index(pred)] += 1
+                ax.imshow(matrix, cmap="Reds" if arm == "pretrained" else "Blues")
+                for i in range(len(names)):
+                    for j in range(len(names)):
+                        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8)
+                ax.set_xticks(range(len(names)), names, fontsize=8)
+                ax.set_yticks(range(len(names)), names, fontsize=8)
+                ax.set_xlabel("predicted")
+                ax.set_ylabel("true")
+            else:
+                ax.hist(np.asarray(run["clip_scores"], float), bins=12, color=color, alpha=0.8)
+                ax.set_xlabel("mean ED/ES frame error per clip (frames)")
+            ax.set_title(f"{arm_name}: {TASK_TITLE[task]} {run['value']:.3f}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(out))

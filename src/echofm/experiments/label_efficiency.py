@@ -62,7 +62,11 @@ class LabelEfficiencyConfig:
     fine-tuning's default for the mode). init: a pretrained model source for
     ``load_model`` (None: pretrain here for ``pretrain_steps`` on ``pretrain_clips`` fresh
     phantoms at ``pretrain_lr``, seed ``pretrain_seed``). bootstrap: resamples of the
-    paired bootstrap. threads: torch threads (None: leave torch's setting).
+    paired bootstrap. heldout_sets: which of ``heldout`` / ``shifted`` to score on.
+    seg_head: the segmentation head in both modes (``linear``: a linear map per token;
+    ``unetr`` also reads the frames and was about 25x slower per step on a 2-core CPU).
+    threads: torch threads (None: leave torch's setting). keep_runs: keep the fine-tuning
+    run folders.
     """
 
     out: str = "label_efficiency_out"
@@ -82,6 +86,8 @@ class LabelEfficiencyConfig:
     pretrain_clips: int = 256
     pretrain_lr: float = 5e-4
     pretrain_seed: int = 0
+    heldout_sets: list[str] = field(default_factory=lambda: list(HELDOUT_SETS))
+    seg_head: str = "linear"
     bootstrap: int = 2000
     threads: Optional[int] = None
     keep_runs: bool = False
@@ -96,6 +102,9 @@ class LabelEfficiencyConfig:
             raise ValueError(f"modes {bad or self.modes}: each must be one of {', '.join(MODES)}")
         if not self.ks or min(self.ks) < 4:
             raise ValueError(f"ks {self.ks}: need at least one k, each at least 4 labelled clips")
+        bad = [h for h in self.heldout_sets if h not in HELDOUT_SETS]
+        if bad or not self.heldout_sets:
+            raise ValueError(f"heldout_sets {bad or self.heldout_sets}: each must be one of {', '.join(HELDOUT_SETS)}")
         if not self.seeds:
             raise ValueError("seeds: need at least one seed")
         if self.size % 16:
@@ -151,6 +160,8 @@ def heldout_sets(config: LabelEfficiencyConfig) -> dict:
 
     sets: dict = {}
     for name, preset, base in (("heldout", "default", HELDOUT_SEED), ("shifted", "shifted", SHIFTED_SEED)):
+        if name not in config.heldout_sets:
+            continue
         sets[name] = {}
         for pool, views in (("views", None), ("a4c", ("A4C",))):
             extra = {"views": views} if views else {}
@@ -211,7 +222,7 @@ def finetune_config(config: LabelEfficiencyConfig, task: str, mode: str, k: int,
 
     return FinetuneConfig(task="segment" if task == "ed_es" else task, mode=FINETUNE_MODE[mode], epochs=2,
                           batch_size=config.batch_size, blr=config.blr, warmup_epochs=0.2, seed=seed,
-                          validate=False, progress=False, precision="fp32", window_step=None)
+                          validate=False, progress=False, precision="fp32", seg_head=config.seg_head)
 
 
 def repeats_for(config: LabelEfficiencyConfig, k: int) -> int:
@@ -231,11 +242,12 @@ def train_run(config: LabelEfficiencyConfig, task: str, mode: str, k: int, seed:
     return finetune(data, encoder, finetune_config(config, task, mode, k, seed), out).model
 
 
-def clip_scores(task_model, samples: list, tasks: list[str]) -> dict[str, list[float]]:
+def clip_scores(task_model, samples: list, tasks: list[str]) -> tuple[dict[str, list[float]], dict[str, list]]:
     """Per-clip scores of one fine-tuned model on ``samples``, for each of ``tasks`` the model
     serves: ef -> absolute error, view -> 1 if right, segment -> LV Dice over the labelled
     frames, ed_es -> mean absolute frame error of the inner true ED/ES frames (a missed
-    event counts as the clip's length)."""
+    event counts as the clip's length); and per task the clips' ``[truth, prediction]``
+    (EF values, view names, LV areas in pixels of the first labelled frame, ED/ES frames)."""
     import torch
 
     from echofm.analysis.probe import events_from_curve, score_events
@@ -247,14 +259,17 @@ def clip_scores(task_model, samples: list, tasks: list[str]) -> dict[str, list[f
     spec = task_model.spec
     options = EvalOptions(batch_size=8, precision="fp32")
     out: dict[str, list[float]] = {t: [] for t in tasks}
+    pairs: dict[str, list] = {t: [] for t in tasks}
     if spec.kind != "segmentation":
         _, records = get_task(spec.task).evaluate(task_model, samples, options)
         for rec in records:
             if "ef" in out:
                 out["ef"].append(abs(float(rec["pred"]) - float(rec["true"])))
+                pairs["ef"].append([float(rec["true"]), round(float(rec["pred"]), 3)])
             if "view" in out:
                 out["view"].append(float(rec["pred"] == rec["true"]))
-        return out
+                pairs["view"].append([rec["true"], rec["pred"]])
+        return out, pairs
     with torch.no_grad():
         for sample, item, logits in run_windows(task_model, samples, options, segmentation=True):
             T = item["num_frames"]
@@ -265,6 +280,7 @@ def clip_scores(task_model, samples: list, tasks: list[str]) -> dict[str, list[f
                 truth = np.stack([item["masks"][f].numpy() for f in frames])
                 dice = M.dice_iou(pred, truth, {1: "lv_cavity"})["dice"]["lv_cavity"]
                 out["segment"].append(float("nan") if dice is None else dice)
+                pairs["segment"].append([int((truth[0] == 1).sum()), int((pred[0] == 1).sum())])
             if "ed_es" in out:
                 area = (seg == 1).reshape(T, -1).sum(axis=1).astype(float)
                 ed, es = events_from_curve(area)
@@ -272,7 +288,8 @@ def clip_scores(task_model, samples: list, tasks: list[str]) -> dict[str, list[f
                 scored = score_events({"ed": ed, "es": es}, truth, T, tolerance=2)
                 errors = [T if e is None else e for kind in ("ed", "es") for e in scored[kind]["errors"]]
                 out["ed_es"].append(float(np.mean(errors)) if errors else float("nan"))
-    return out
+                pairs["ed_es"].append([truth, {"ed": ed, "es": es}])
+    return out, pairs
 
 
 # --- the study -------------------------------------------------------------------------------------
@@ -286,7 +303,7 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
     """
     import torch
 
-    from echofm.analysis.label_efficiency_figures import write_figures, write_html
+    from echofm.analysis.label_efficiency_figures import arms_figure, write_figures, write_html
     from echofm.files import write_text_atomic
 
     cfg = config.validate()
@@ -324,11 +341,12 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
                         model = train_run(cfg, trained, mode, k, seed, arms[arm].encoder, pools[_pool_of(trained)],
                                           run_dir)
                         for set_name, sets in heldout.items():
-                            scores = clip_scores(model, sets[_pool_of(trained)], served)
+                            scores, pairs = clip_scores(model, sets[_pool_of(trained)], served)
                             for task, values in scores.items():
                                 runs.append({"task": task, "mode": mode, "k": k, "seed": seed, "arm": arm,
                                              "heldout": set_name, "metric": METRICS[task][0],
-                                             "value": float(np.nanmean(values)), "clip_scores": values})
+                                             "value": float(np.nanmean(values)), "clip_scores": values,
+                                             "truth_and_prediction": pairs[task]})
                         if not cfg.keep_runs:
                             shutil.rmtree(run_dir, ignore_errors=True)
                         seconds = round(time.time() - t, 1)
@@ -341,6 +359,13 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
     summary["cells"] = summarise_cells(runs, cfg.bootstrap)
     summary["timing_s"] = {**timing, "total": round(time.time() - t0, 1)}
     figures = write_figures(summary, out)
+    first_seed, first_set = cfg.seeds[0], cfg.heldout_sets[0]
+    for mode in cfg.modes:
+        for k in sorted(cfg.ks):
+            mine = [r for r in runs if (r["mode"], r["k"], r["seed"], r["heldout"]) == (mode, k, first_seed, first_set)]
+            figures.append(arms_figure(mine, out / f"arms_{mode}_k{k}.png",
+                                       f"{mode} fine-tuning, k={k}, seed {first_seed}, {first_set} phantoms: "
+                                       f"pretrained (left) vs random init (right)"))
     summary["figures"] = [p.name for p in figures]
     write_text_atomic(out / "label_efficiency.json", json.dumps(summary, indent=1, default=_json_default))
     report = write_html(summary, out / "label_efficiency.html")
@@ -383,6 +408,30 @@ def summarise_cells(runs: list[dict], resamples: int = 2000) -> list[dict]:
                       "gain_ci95_clips": [clips.lo, clips.hi],
                       "verdict": said})
     return cells
+
+
+def comparison_rows(cells: list[dict]) -> list[dict]:
+    """The cells as the demo's ``comparison`` rows: ``{task, metric, mode, k, heldout,
+    pretrained_mean, random_mean, gain_ci95, higher_is_better, verdict}``, the gain's interval
+    the paired bootstrap over held-out clips."""
+    return [{"task": c["task"], "metric": c["metric"], "mode": c["mode"], "k": c["k"], "heldout": c["heldout"],
+             "pretrained_mean": c["pretrained_mean"], "random_mean": c["random_mean"],
+             "gain_ci95": list(c["gain_ci95_clips"]), "higher_is_better": c["higher_is_better"],
+             "verdict": c["verdict"]} for c in cells]
+
+
+COMPARISON_HEADER = ("task", "metric", "k", "held-out", "pretrained", "random init", "gain 95% CI", "verdict")
+
+
+def format_comparison(rows: list[dict]) -> str:
+    """The printed comparison table, one line per row (numbers with three decimals)."""
+    lines = [f"{'task':<8} {'metric':<12} {'k':>4} {'held-out':<9} {'pretrained':>10} {'random init':>11}  "
+             f"{'gain 95% CI':<18}  verdict"]
+    for r in rows:
+        ci = f"[{r['gain_ci95'][0]:.3f}, {r['gain_ci95'][1]:.3f}]"
+        lines.append(f"{r['task']:<8} {r['metric']:<12} {r['k']:>4} {r['heldout']:<9} {r['pretrained_mean']:>10.3f} "
+                     f"{r['random_mean']:>11.3f}  {ci:<18}  {r['verdict']}")
+    return "\n".join(lines)
 
 
 def _json_default(value):

@@ -144,7 +144,7 @@ class FinetuneConfig:
         """The base learning rate: blr, or the default of the mode (and segmentation head)."""
         if self.blr is not None:
             return self.blr
-        if self.task == "segment" and self.resolved_seg_head == "linear":
+        if self.task == "segment" and self.resolved_seg_head == "linear" and self.mode == "linear":
             return DEFAULT_BLR_LINEAR_SEGMENTATION
         return DEFAULT_BLR[self.mode]
 
