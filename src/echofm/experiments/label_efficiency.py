@@ -20,7 +20,8 @@ pretrained encoder did better; each cell gets a paired bootstrap interval over h
 clips (scores averaged over seeds) and a t interval over seeds
 (``analysis.statistics``); a cell where either interval contains 0 reads "no clear difference".
 
-Writes ``OUT/label_efficiency.json``, ``OUT/label_efficiency.html`` and the curves
+Writes ``OUT/runs.jsonl`` as it goes (``summarise_cells`` reads a stopped study's lines),
+then ``OUT/label_efficiency.json``, ``OUT/label_efficiency.html`` and the curves
 (``analysis.label_efficiency_figures``); the fine-tuning runs go to ``OUT/runs/`` and are
 deleted after scoring unless ``keep_runs``.
 """
@@ -48,6 +49,7 @@ METRICS = {"ef": ("mae", False), "view": ("accuracy", True), "segment": ("lv_dic
 FINETUNE_MODE = {"full": "full", "probe": "linear"}
 # Phantom seeds of the data sets: far apart from each other and from pretraining's.
 POOL_SEED, HELDOUT_SEED, SHIFTED_SEED = 10_000, 50_000, 60_000
+RUNS_LOG = "runs.jsonl"  # one line per scored run, written as the study goes
 
 
 @dataclass
@@ -326,11 +328,16 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
     timing["heldout_data"] = round(time.time() - t, 1)
     trained_tasks = sorted({"segment" if task == "ed_es" else task for task in cfg.tasks})
     runs: list[dict] = []
-    for seed in cfg.seeds:
-        t = time.time()
-        pools = phantom_sets(cfg, seed, say)
-        timing[f"pool_seed{seed}"] = round(time.time() - t, 1)
-        for mode in cfg.modes:
+    pools: dict = {}
+    log_path = out / RUNS_LOG
+    log_path.unlink(missing_ok=True)
+    # Modes outermost (full first), so a run stopped early has the bar's cells for every seed.
+    for mode in cfg.modes:
+        for seed in cfg.seeds:
+            if seed not in pools:
+                t = time.time()
+                pools[seed] = phantom_sets(cfg, seed, say)
+                timing[f"pool_seed{seed}"] = round(time.time() - t, 1)
             for trained in trained_tasks:
                 served = [task for task in cfg.tasks if task == trained or (trained == "segment" and task == "ed_es")]
                 for k in sorted(cfg.ks):
@@ -338,23 +345,27 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
                         t = time.time()
                         run_dir = out / "runs" / f"{trained}_{mode}_k{k}_seed{seed}_{arm}"
                         shutil.rmtree(run_dir, ignore_errors=True)
-                        model = train_run(cfg, trained, mode, k, seed, arms[arm].encoder, pools[_pool_of(trained)],
-                                          run_dir)
+                        model = train_run(cfg, trained, mode, k, seed, arms[arm].encoder,
+                                          pools[seed][_pool_of(trained)], run_dir)
+                        new_runs = []
                         for set_name, sets in heldout.items():
                             scores, pairs = clip_scores(model, sets[_pool_of(trained)], served)
                             for task, values in scores.items():
-                                runs.append({"task": task, "mode": mode, "k": k, "seed": seed, "arm": arm,
-                                             "heldout": set_name, "metric": METRICS[task][0],
-                                             "value": float(np.nanmean(values)), "clip_scores": values,
-                                             "truth_and_prediction": pairs[task]})
+                                new_runs.append({"task": task, "mode": mode, "k": k, "seed": seed, "arm": arm,
+                                                 "heldout": set_name, "metric": METRICS[task][0],
+                                                 "value": float(np.nanmean(values)), "clip_scores": values,
+                                                 "truth_and_prediction": pairs[task]})
+                        runs += new_runs
+                        with open(log_path, "a", encoding="utf-8") as log_file:  # partial results survive a stop
+                            for run in new_runs:
+                                log_file.write(json.dumps(run, default=_json_default) + "\n")
                         if not cfg.keep_runs:
                             shutil.rmtree(run_dir, ignore_errors=True)
                         seconds = round(time.time() - t, 1)
                         timing[f"{trained}_{mode}"] = round(timing.get(f"{trained}_{mode}", 0.0) + seconds, 1)
                         say(f"{trained} {mode} k={k} seed={seed} {arm}: "
-                            + ", ".join(f"{r['task']}/{r['heldout']} {r['metric']} {r['value']:.3f}"
-                                        for r in runs if (r['mode'], r['k'], r['seed'], r['arm']) == (mode, k, seed, arm)
-                                        and r['task'] in served) + f" ({seconds:.0f} s)")
+                            + ", ".join(f"{r['task']}/{r['heldout']} {r['metric']} {r['value']:.3f}" for r in new_runs)
+                            + f" ({seconds:.0f} s)")
     summary["runs"] = runs
     summary["cells"] = summarise_cells(runs, cfg.bootstrap)
     summary["timing_s"] = {**timing, "total": round(time.time() - t0, 1)}
