@@ -200,7 +200,8 @@ def pretrain_arms(config: LabelEfficiencyConfig, out: Path) -> tuple[dict, dict]
 
     frame_step = max(1, int(round(30.0 / config.fps)))
     cfg = load_pretrain_config("echofm-tiny", {
-        "model.img_size": config.size, "out": str(out), "steps": config.pretrain_steps, "batch_size": 8,
+        "model.img_size": config.size, "out": str(out), "steps": config.pretrain_steps,
+        "batch_size": min(8, config.pretrain_clips),
         "lr": config.pretrain_lr, "warmup_fraction": 0.05, "workers": 0, "device": "cpu", "checkpoint_every": 0,
         "progress": False, "seed": config.pretrain_seed, "frame_step": frame_step, "precision": "fp32"})
     torch.manual_seed(cfg.seed)  # what pretrain() does before building the model
