@@ -102,3 +102,14 @@ def test_same_seed_same_machine_gives_identical_scores_and_figures(tmp_path):
     assert [r["clip_scores"] for r in first["runs"]] == [r["clip_scores"] for r in second["runs"]]
     assert first["cells"] == second["cells"]
     assert first_png.keys() == second_png.keys() and all(first_png[k] == second_png[k] for k in first_png)
+
+
+def test_cells_of_a_stopped_study_skip_a_cell_with_one_arm():
+    from echofm.experiments.label_efficiency import summarise_cells
+
+    run = {"task": "view", "mode": "full", "k": 8, "heldout": "heldout", "seed": 0, "value": 0.5,
+           "clip_scores": [1.0, 0.0, 1.0, 0.0]}
+    assert summarise_cells([{**run, "arm": "pretrained"}], resamples=50) == []
+    cells = summarise_cells([{**run, "arm": "pretrained"}, {**run, "arm": "random", "clip_scores": [0.0] * 4,
+                                                              "value": 0.0}], resamples=50)
+    assert len(cells) == 1 and cells[0]["gain_mean"] == pytest.approx(0.5) and cells[0]["seeds"] == [0]

@@ -402,6 +402,8 @@ def summarise_cells(runs: list[dict], resamples: int = 2000) -> list[dict]:
         seeds = sorted({r["seed"] for r in mine})
         by = {(r["arm"], r["seed"]): r for r in mine}
         paired = [s for s in seeds if ("pretrained", s) in by and ("random", s) in by]
+        if not paired:  # a stopped study's log may hold one arm of its last cell
+            continue
         values = {arm: [by[arm, s]["value"] for s in paired] for arm in ARMS}
         seed_gain = t_interval(oriented_gain(values["pretrained"], values["random"], higher))
         clip_mean = {arm: np.nanmean(np.array([by[arm, s]["clip_scores"] for s in paired], float), axis=0)
