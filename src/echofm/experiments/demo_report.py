@@ -132,5 +132,9 @@ def write_report(out: Path, summary: dict) -> Path:
         rep.paragraph(real["reason"])
     rep.heading("Timing (seconds)")
     rep.values(summary["timing_s"])
+    if "cpu_s" in summary:
+        rep.paragraph("CPU seconds per step (this process and its workers; on a shared machine the wall clock "
+                      "above also counts other jobs):", note=True)
+        rep.values(summary["cpu_s"])
     rep.link("demo_summary.json", "every figure as JSON (demo_summary.json)")
     return rep.write(out / "report.html")
