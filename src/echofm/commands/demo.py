@@ -6,11 +6,12 @@ import argparse
 from dataclasses import fields, replace
 
 NAME = "demo"
-HELP = "run the end-to-end demo: phantoms -> prepare -> pretrain -> probes vs random init -> real cine -> report"
+HELP = "run the end-to-end demo: phantoms -> prepare -> pretrain -> fine-tuned vs random init -> real cine -> report"
 DESCRIPTION = (
     "Generate phantom DICOM cines, prepare them (sector masking, de-identification), pretrain "
-    "echofm-tiny, then probe EF, view and ED/ES on held-out phantoms with the pretrained encoder "
-    "and with the same encoder at random initialisation; measure the cycle length and heart rate "
+    "echofm-tiny, then fine-tune the pretrained encoder and the same encoder at random "
+    "initialisation on the same labelled phantoms for EF, view, LV segmentation and ED/ES and "
+    "compare them on held-out phantoms with 95% intervals, and probe their frozen features; measure the cycle length and heart rate "
     "of the real apical 4-chamber cine in pydicom-data; write DIR/report.html, "
     "DIR/demo_summary.json and print a table of every figure. About 10 minutes on a 2-core CPU "
     "with the defaults; --quick takes about a minute (too short for pretraining to help).")
@@ -25,9 +26,8 @@ SIZE_HELP = {
     "steps": "pretraining steps",
     "batch_size": "pretraining batch size",
     "lr": "pretraining peak learning rate",
-    "probe_epochs": "epochs of the EF and view linear probes",
-    "probe_lr": "base learning rate of the EF and view linear probes, applied as blr * 8 / 256 (the "
-                "one LR rule of fine-tuning and pretraining)",
+    "compare_k": "labelled phantoms each arm is fine-tuned on in the pretrained vs random-init comparison",
+    "compare_steps": "optimiser steps of each fine-tuning run in the comparison (the same for both arms)",
     "workers": "worker processes for synth and prepare",
 }
 

@@ -1,8 +1,8 @@
 """The demo's probes: each compares arms (the pretrained encoder and the same encoder at its
 random initialisation) on the held-out phantoms, beside model-free reference figures.
 
-Linear probes through fine-tuning's linear mode (``tasks.finetuning``), closed-form probes on
-frozen features (``analysis.probe``). A dataset here is a ``DatasetIndex`` with ``train``
+Closed-form probes on frozen features (``analysis.probe``); the fine-tuned comparison is
+``experiments.label_efficiency``'s. A dataset here is a ``DatasetIndex`` with ``train``
 and ``test`` splits, ``ef``/``view`` targets and per-frame truth in ``meta``
 (``datasets.phantom.read_prepared_phantoms``).
 """
@@ -40,31 +40,6 @@ def reference_figures(index) -> dict:
     return {"ef": {"name": "training-mean EF", "mae": float(np.mean([abs(s.targets["ef"] - mean) for s in test]))},
             "view": {"name": f"majority view ({majority})",
                      "accuracy": float(np.mean([s.targets["view"] == majority for s in test]))}}
-
-
-def finetune_probe(task: str, index, arms: dict, reference: dict, out: Path, *, epochs: int, blr: float,
-                   seed: int, say: Callable[[str], None] = print) -> dict:
-    """EF or view linear probe (echofm's --mode linear) for each arm, scored on the test split.
-
-    arms: name -> EchoFM model (its encoder is probed, frozen). reference: the model-free
-    figure the arms are compared with (``reference_figures``). Writes ``out/ARM/``.
-    """
-    from echofm.tasks.engine import FinetuneConfig
-    from echofm.tasks.finetuning import finetune_and_evaluate
-
-    config = FinetuneConfig(task=task, mode="linear", epochs=epochs, batch_size=8, blr=blr, seed=seed,
-                            validate=False, progress=True)
-    keys, plot = (("mae", "r2", "rmse"), "ef_scatter_bland_altman.png") if task == "ef" else \
-        (("accuracy", "balanced_accuracy"), "view_confusion_matrix.png")
-    result: dict = {}
-    for arm, model in arms.items():
-        say(f"-- {task} probe, {arm} encoder")
-        video = finetune_and_evaluate(index, model.encoder, config, out / arm)["video"]
-        result[arm] = {k: video[k] for k in keys}
-        result[f"{arm}_plot"] = f"probes/{task}/{arm}/eval/{plot}"
-    result["reference"] = reference
-    result["train"], result["test"] = len(index.split("train")), len(index.split("test"))
-    return result
 
 
 def _phase_videos(samples) -> list:

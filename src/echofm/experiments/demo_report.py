@@ -1,9 +1,9 @@
-"""The demo's outputs: the table comparing the pretrained encoder with its random
-initialisation (one row per figure), its printed form, and the HTML report."""
+"""The demo's outputs: the frozen-feature table (pretrained encoder, its random
+initialisation and a model-free reference, one row per figure; no interval, so no verdict),
+its printed form, and the HTML report with the comparison first."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 # Per-time-step features of the ED/ES probe, as the table names them.
@@ -17,30 +17,17 @@ def json_default(value):
 
 
 def _row(figure: str, pretrained, random, higher_is_better: bool, reference=None, reference_name: str = "") -> dict:
-    if pretrained is None or random is None or not (math.isfinite(pretrained) and math.isfinite(random)):
-        better = "n/a"
-    elif abs(pretrained - random) <= 1e-9 * max(1.0, abs(pretrained)):
-        better = "tie"
-    else:
-        better = "pretrained" if (pretrained > random) == higher_is_better else "random init"
     return {"figure": figure, "pretrained": pretrained, "random": random, "reference": reference,
-            "reference_name": reference_name, "higher_is_better": higher_is_better, "better": better}
+            "reference_name": reference_name, "higher_is_better": higher_is_better}
 
 
 def figure_table(summary: dict) -> list[dict]:
-    """One row per compared figure: pretrained, random init, a reference, and which arm did better."""
+    """One row per frozen-feature figure: pretrained, random init and a reference. These
+    figures have no interval, so the table names no winner (the comparison does, with CIs)."""
     p = summary["probes"]
-    ef, view, ph = p["ef"], p["view"], p["ed_es"]
-    efr, viewr = p["ef_ridge"], p["view_ridge"]
+    ph, efr, viewr = p["ed_es"], p["ef_ridge"], p["view_ridge"]
     tol = ph["tolerance_frames"]
     rows = [
-        _row("EF MAE (EF points), finetune probe", ef["pretrained"]["mae"], ef["random"]["mae"], False,
-             ef["reference"]["mae"], ef["reference"]["name"]),
-        _row("EF R2, finetune probe", ef["pretrained"]["r2"], ef["random"]["r2"], True),
-        _row("view accuracy, finetune probe", view["pretrained"]["accuracy"], view["random"]["accuracy"], True,
-             view["reference"]["accuracy"], view["reference"]["name"]),
-        _row("view balanced accuracy, finetune probe", view["pretrained"]["balanced_accuracy"],
-             view["random"]["balanced_accuracy"], True),
         _row("EF MAE (EF points), ridge probe", efr["pretrained"]["mae"], efr["random"]["mae"], False,
              efr["reference"]["mae"], efr["reference"]["name"]),
         _row("view accuracy, ridge probe", viewr["pretrained"]["accuracy"], viewr["random"]["accuracy"], True,
@@ -63,18 +50,17 @@ def _num(value) -> str:
     return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-TABLE_HEADER = ("figure", "pretrained", "random init", "reference", "better")
+TABLE_HEADER = ("figure", "pretrained", "random init", "reference")
 
 
 def format_table(rows: list[dict]) -> str:
     """The printed table: one line per row, numbers with three decimals; the reference's
     name follows its value."""
     w = max(len(TABLE_HEADER[0]), *(len(r["figure"]) for r in rows))
-    lines = [f"{TABLE_HEADER[0]:<{w}} {TABLE_HEADER[1]:>11} {TABLE_HEADER[2]:>11}  {TABLE_HEADER[4]:<11}  "
-             f"{TABLE_HEADER[3]}"]
+    lines = [f"{TABLE_HEADER[0]:<{w}} {TABLE_HEADER[1]:>11} {TABLE_HEADER[2]:>11}  {TABLE_HEADER[3]}"]
     for r in rows:
         ref = _num(r["reference"]) + (f" ({r['reference_name']})" if r["reference_name"] else "")
-        lines.append(f"{r['figure']:<{w}} {_num(r['pretrained']):>11} {_num(r['random']):>11}  {r['better']:<11}  {ref}")
+        lines.append(f"{r['figure']:<{w}} {_num(r['pretrained']):>11} {_num(r['random']):>11}  {ref}")
     return "\n".join(lines)
 
 
@@ -85,29 +71,38 @@ def write_report(out: Path, summary: dict) -> Path:
 
     rep = HtmlReport("echofm demo")
     cfg = summary["config"]
+    rep.paragraph("Synthetic phantoms, not clinical data. Every figure below was measured in this run "
+                  f"({summary['timing_s']['total']:.0f} s) on generated echo clips with exact ground truth.")
     rep.paragraph(f"Phantom DICOM cines -> echofm prepare -> echofm-tiny pretrained for {cfg['steps']} steps at "
-                  f"{cfg['size']} px -> linear probes on {summary['probes']['ef']['test']} held-out phantoms, "
-                  f"each beside the same encoder at its random initialisation (the weights pretraining started "
-                  f"from) -> the real apical 4-chamber cine of pydicom-data. Every figure below was measured in "
-                  f"this run ({summary['timing_s']['total']:.0f} s).")
-    rep.heading("Figures: pretrained vs random init")
+                  f"{cfg['size']} px -> the same encoder pretrained and at its random initialisation (the weights "
+                  f"pretraining started from), each fully fine-tuned with the same recipe and budget -> frozen-"
+                  f"feature probes -> the real apical 4-chamber cine of pydicom-data.")
+    rep.heading(f"Comparison: pretrained vs random init, full fine-tuning on k={cfg['compare_k']} labelled clips")
+    rep.raw_table([{"task": r["task"], "metric": r["metric"], "k": r["k"], "held-out": r["heldout"],
+                    "pretrained": r["pretrained_mean"], "random init": r["random_mean"],
+                    "gain 95% CI": f"[{r['gain_ci95'][0]:.3f}, {r['gain_ci95'][1]:.3f}]", "verdict": r["verdict"]}
+                   for r in summary["comparison"]])
+    rep.paragraph(f"Each arm is fine-tuned end to end ({cfg['compare_steps']} optimiser steps, echofm's full mode "
+                  "and default learning rate) on the same labelled phantoms and scored per clip on held-out "
+                  "phantoms of other seeds. Gain: positive means the pretrained encoder did better (pretrained - "
+                  "random where higher is better, random - pretrained where lower is better); its 95% interval is "
+                  "a paired bootstrap over the held-out clips. A gain whose interval contains 0 reads \"no clear "
+                  "difference\". One seed only: the benchmark (benchmarks/label_efficiency.py) adds seeds and k.",
+                  note=True)
+    detail = summary["comparison_detail"]
+    if (out / detail["side_by_side"]).exists():
+        rep.figure(detail["side_by_side"], "pretrained (left) and random init (right), each task on the held-out phantoms")
+    rep.link(detail["page"], "the comparison's own page (every cell and interval)")
+    rep.heading("Frozen-feature probes: pretrained vs random init (descriptive, no interval)")
     rep.raw_table([{"figure": r["figure"], "pretrained": r["pretrained"], "random init": r["random"],
-                    "reference": ("" if r["reference"] is None else f"{r['reference']:.4g} ({r['reference_name']})"),
-                    "better": r["better"]} for r in summary["table"]])
-    counts = summary["better_counts"]
-    rep.paragraph(f"Pretrained better on {counts['pretrained']} of {len(summary['table'])} figures, random init "
-                  f"on {counts['random init']}, ties {counts['tie']}.")
-    rep.paragraph("All probes are linear, trained on the training phantoms and scored on the held-out ones. "
-                  "'finetune probe': echofm's linear mode (echofm.tasks: pooled tokens of a window, "
-                  "standardised by an affine-free batch norm (model.heads.FeatureNorm) with the training "
-                  "data's statistics, one linear layer trained with AdamW; evaluated on windows covering each "
-                  "video). 'ridge probe': the mean-pooled tokens "
-                  "standardised per feature over the training videos, ridge regression in closed form (one-hot "
-                  "targets for views), its strength cross-validated, in closed form rather than by gradient steps. "
+                    "reference": ("" if r["reference"] is None else f"{r['reference']:.4g} ({r['reference_name']})")}
+                   for r in summary["table"]])
+    rep.paragraph("'ridge probe': the mean-pooled tokens standardised per feature over the training videos, "
+                  "ridge regression in closed form (one-hot targets for views), its strength cross-validated. "
                   "ED/ES: a ridge probe from each time step's features (the step embeddings model.embed().frames, "
                   "or the encoder tokens averaged per step) to the LV volume; ED/ES are the maxima/minima of "
-                  "its curve. The pixel reference finds them from a cavity-size proxy without any model.",
-                  note=True)
+                  "its curve. The pixel reference finds them from a cavity-size proxy without any model. These "
+                  "figures come without an interval, so they name no winner.", note=True)
     data = summary["data"]
     rep.heading("Data: phantoms and their preparation")
     rep.values({"training phantoms": data["train"]["phantoms"], "prepared (training)": data["train"]["prepared"],
@@ -123,14 +118,9 @@ def write_report(out: Path, summary: dict) -> Path:
         rep.figure("pretrain/report_curves.png", "pretraining curves (metrics.jsonl)")
     rep.link("pretrain/report.html", "full pretraining report")
     rep.heading("Probe figures")
-    for task, caption in (("ef", "EF: predicted vs true and Bland-Altman"), ("view", "view: confusion matrix")):
-        for arm in ("pretrained", "random"):
-            rel = summary["probes"][task][f"{arm}_plot"]
-            if (out / rel).exists():
-                rep.figure(rel, f"{caption} ({arm} encoder)")
     rep.figure(summary["probes"]["ed_es"]["plot"], "ED/ES probe curves on held-out phantoms")
-    rep.paragraph("Per-video predictions and ED/ES records: probes/*/*/eval/predictions.jsonl and "
-                  "probes/frozen/*.json.", note=True)
+    rep.paragraph("Per-clip scores of the comparison: comparison/label_efficiency.json; ED/ES and ridge "
+                  "records: probes/frozen/*.json.", note=True)
     rep.heading(f"Real apical 4-chamber cine ({REAL_CINE})")
     real = summary["real_a4c"]
     if real.get("available"):
@@ -142,5 +132,9 @@ def write_report(out: Path, summary: dict) -> Path:
         rep.paragraph(real["reason"])
     rep.heading("Timing (seconds)")
     rep.values(summary["timing_s"])
+    if "cpu_s" in summary:
+        rep.paragraph("CPU seconds per step (this process and its workers; on a shared machine the wall clock "
+                      "above also counts other jobs):", note=True)
+        rep.values(summary["cpu_s"])
     rep.link("demo_summary.json", "every figure as JSON (demo_summary.json)")
     return rep.write(out / "report.html")

@@ -10,7 +10,7 @@ from echofm._lazy import lazy_attributes
 
 _PUBLIC = {
     "Patient": "echofm.phantom.physiology",
-    "PhantomConfig": "echofm.phantom.config",
+    "PhantomConfig": "echofm.phantom.config", "phantom_preset": "echofm.phantom.config",
     "PhantomCase": "echofm.phantom.case", "case_seed": "echofm.phantom.case", "generate_case": "echofm.phantom.case",
     "generate_cases": "echofm.phantom.case", "sample_patient": "echofm.phantom.case",
     "FORMATS": "echofm.phantom.export", "write_dataset": "echofm.phantom.export",

@@ -218,7 +218,8 @@ def generate_case(seed: int, config: Optional[PhantomConfig] = None, *, view: Op
     state = P.cardiac_state(patient, beats, times)
     lv = P.lv_geometry(patient, state["volume"])
     layout = A.sample_layout(view, patient, lv, rng)
-    scanner = I.sample_scanner(layout.depth_mm, rng, noise_scale=config.noise)
+    scanner = I.sample_scanner(layout.depth_mm * config.depth_scale, rng, noise_scale=config.noise,
+                               half_angle_deg=tuple(config.half_angle_deg), gain_db=tuple(config.gain_db))
     sector = I.make_sector(size, size, scanner)
     pose = _pose_track(times, config, rng)
     dx, dy = A.lv_axis(layout)

@@ -31,7 +31,9 @@ class PhantomConfig:
     lvh_fraction: share with LV hypertrophy. as_fraction: share with aortic stenosis
     (mild/moderate/severe equally). ar_fraction: share with aortic regurgitation.
     probe_motion, breathing, noise: scales of probe drift, respiratory motion and receive
-    noise (0 turns motion off).
+    noise (0 turns motion off). gain_db: overall receive gain range (dB). depth_scale:
+    imaging depth relative to the view's own (above 1 the heart fills less of the image).
+    half_angle_deg: range of half the sector opening (degrees).
     """
 
     size: int = 112
@@ -51,6 +53,9 @@ class PhantomConfig:
     probe_motion: float = 1.0
     breathing: float = 1.0
     noise: float = 1.0
+    gain_db: tuple[float, float] = (-4.0, 4.0)
+    depth_scale: float = 1.0
+    half_angle_deg: tuple[float, float] = (36.0, 45.0)
 
     def validate(self) -> "PhantomConfig":
         """Raise ``EchoFMError`` naming the field and the reason when a setting is unusable."""
@@ -67,7 +72,8 @@ class PhantomConfig:
         if not views or any(v not in VIEWS for v in views):
             bad("views", f"each must be one of {', '.join(VIEWS)}")
         for name, lo, hi in (("heart_rate", 30.0, 200.0), ("ef", 5.0, 90.0), ("edv", 20.0, 400.0),
-                             ("systolic_fraction", 0.15, 0.6)):
+                             ("systolic_fraction", 0.15, 0.6), ("gain_db", -30.0, 30.0),
+                             ("half_angle_deg", 10.0, 60.0)):
             low, high = getattr(self, name)
             if not lo <= low <= high <= hi:
                 bad(name, f"needs {lo} <= low <= high <= {hi}")
@@ -77,6 +83,8 @@ class PhantomConfig:
         for name in ("rr_variability", "probe_motion", "breathing", "noise"):
             if getattr(self, name) < 0:
                 bad(name, "must not be negative")
+        if not 0.5 <= float(self.depth_scale) <= 2.0:
+            bad("depth_scale", "must be between 0.5 and 2")
         self.views = tuple(views)
         return self
 
@@ -84,6 +92,23 @@ class PhantomConfig:
         d = asdict(self)
         d["views"] = list(self.views)
         return d
+
+
+# Named variations of the default phantom. ``shifted`` is a held-out domain for
+# generalisation checks: other gain, imaging depth, noise, sector width, heart rate and EF
+# range than the default, each outside or at the edge of the default's range.
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "shifted": dict(gain_db=(4.0, 10.0), depth_scale=1.25, noise=2.5, half_angle_deg=(28.0, 34.0),
+                    heart_rate=(100.0, 140.0), ef=(25.0, 65.0)),
+}
+
+
+def phantom_preset(name: str, **overrides) -> PhantomConfig:
+    """The named preset (``PRESETS``) with ``overrides`` (other ``PhantomConfig`` fields) applied."""
+    if name not in PRESETS:
+        raise EchoFMError(f"phantom preset {name!r}: unknown (choose from {', '.join(PRESETS)})")
+    return PhantomConfig(**{**PRESETS[name], **overrides}).validate()
 
 
 def default_views(fmt: str) -> tuple[str, ...]:

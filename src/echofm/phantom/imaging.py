@@ -58,17 +58,21 @@ class Scanner:
         return asdict(self)
 
 
-def sample_scanner(depth_mm: float, rng: np.random.Generator, noise_scale: float = 1.0) -> Scanner:
-    """Random acquisition settings around a required imaging depth."""
+def sample_scanner(depth_mm: float, rng: np.random.Generator, noise_scale: float = 1.0,
+                   half_angle_deg: tuple[float, float] = (36.0, 45.0),
+                   gain_db: tuple[float, float] = (-4.0, 4.0)) -> Scanner:
+    """Random acquisition settings around a required imaging depth; ``half_angle_deg`` and
+    ``gain_db`` are the ranges those two are drawn from (the draws keep their order, so the
+    defaults reproduce earlier phantoms exactly)."""
     return Scanner(
         depth_mm=float(depth_mm),
-        half_angle_deg=float(rng.uniform(36.0, 45.0)),
+        half_angle_deg=float(rng.uniform(*half_angle_deg)),
         axial_psf=float(rng.uniform(0.7, 1.1)),
         lateral_psf=float(rng.uniform(1.0, 1.7)),
         attenuation_db_mm=float(rng.uniform(0.05, 0.09)),
         tgc_compensation=float(rng.uniform(0.75, 1.0)),
         noise=float(rng.uniform(0.002, 0.01) * noise_scale),
-        gain_db=float(rng.uniform(-4.0, 4.0)),
+        gain_db=float(rng.uniform(*gain_db)),
         dynamic_range_db=float(rng.uniform(42.0, 55.0)),
         clutter=float(rng.uniform(0.02, 0.25)),
         dropout=float(rng.uniform(0.0, 0.6)),

@@ -1,0 +1,456 @@
+"""The label-efficiency study as library code: does a pretrained encoder need fewer labels?
+
+``run_label_efficiency(LabelEfficiencyConfig(...)) -> LabelEfficiencyResult``. Two arms, the
+pretrained encoder and the same architecture at random initialisation (with ``init=None``
+the very weights pretraining started from), are adapted with the same recipe and the same
+budget of optimiser steps, for each
+
+- task: ``ef`` (EF regression, mean absolute error), ``view`` (4 views, accuracy),
+  ``segment`` (LV cavity, Dice on the labelled frames) and ``ed_es`` (ED/ES frames from the
+  segmentation's LV-area curve, mean absolute frame error; it reuses the ``segment`` model);
+- k: labelled training clips (the first k of a seeded pool, so smaller sets are nested);
+- seed: draws the labelled pool and seeds the fine-tuning;
+- mode: ``full`` fine-tuning (``tasks.finetuning``'s full mode, the bar) and ``probe``
+  (its linear mode on the frozen encoder, a cheaper second line);
+
+and scored per clip on two held-out sets: ``heldout`` (phantoms from other seeds, the
+default preset) and ``shifted`` (the ``shifted`` phantom preset: other gain, depth, noise,
+sector width, heart-rate and EF range). The gain is oriented so that positive means the
+pretrained encoder did better; each cell gets a paired bootstrap interval over held-out
+clips (scores averaged over seeds) and a t interval over seeds
+(``analysis.statistics``); a cell where either interval contains 0 reads "no clear difference".
+
+Writes ``OUT/runs.jsonl`` as it goes (``summarise_cells`` reads a stopped study's lines),
+then ``OUT/label_efficiency.json``, ``OUT/label_efficiency.html`` and the curves
+(``analysis.label_efficiency_figures``); the fine-tuning runs go to ``OUT/runs/`` and are
+deleted after scoring unless ``keep_runs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+TASKS = ("ef", "view", "segment", "ed_es")
+MODES = ("full", "probe")
+HELDOUT_SETS = ("heldout", "shifted")
+ARMS = ("pretrained", "random")
+# task -> (metric name, higher is better)
+METRICS = {"ef": ("mae", False), "view": ("accuracy", True), "segment": ("lv_dice", True),
+           "ed_es": ("frame_error", False)}
+FINETUNE_MODE = {"full": "full", "probe": "linear"}
+# Phantom seeds of the data sets: far apart from each other and from pretraining's.
+POOL_SEED, HELDOUT_SEED, SHIFTED_SEED = 10_000, 50_000, 60_000
+RUNS_LOG = "runs.jsonl"  # one line per scored run, written as the study goes
+
+
+@dataclass
+class LabelEfficiencyConfig:
+    """What the study runs (the defaults are the benchmark's size; ``QUICK`` a toy size).
+
+    tasks / ks / seeds / modes: the grid (see the module docstring). size, frames, fps:
+    phantom clips (pixels, frames, frame rate); with ``init=None`` the encoder is
+    echofm-tiny at ``size`` px pretrained here on phantoms at ``fps``. heldout_clips: clips
+    in each held-out set. steps: optimiser steps of every fine-tuning run, whatever k (the
+    same budget for both arms). batch_size: clips per step. blr: base learning rate (None:
+    fine-tuning's default for the mode). init: a pretrained model source for
+    ``load_model`` (None: pretrain here for ``pretrain_steps`` on ``pretrain_clips`` fresh
+    phantoms at ``pretrain_lr``, seed ``pretrain_seed``). bootstrap: resamples of the
+    paired bootstrap. heldout_sets: which of ``heldout`` / ``shifted`` to score on.
+    seg_head: the segmentation head in both modes (``linear``: a linear map per token;
+    ``unetr`` also reads the frames and was about 25x slower per step on a 2-core CPU).
+    threads: torch threads (None: leave torch's setting). keep_runs: keep the fine-tuning
+    run folders.
+    """
+
+    out: str = "label_efficiency_out"
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    ks: list[int] = field(default_factory=lambda: [16, 64, 256])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    size: int = 48
+    frames: int = 16
+    fps: float = 7.5
+    heldout_clips: int = 48
+    steps: int = 100
+    batch_size: int = 8
+    blr: Optional[float] = None
+    init: Optional[str] = None
+    pretrain_steps: int = 300
+    pretrain_clips: int = 256
+    pretrain_lr: float = 5e-4
+    pretrain_seed: int = 0
+    heldout_sets: list[str] = field(default_factory=lambda: list(HELDOUT_SETS))
+    seg_head: str = "linear"
+    bootstrap: int = 2000
+    threads: Optional[int] = None
+    keep_runs: bool = False
+
+    def validate(self) -> "LabelEfficiencyConfig":
+        """Raise ``ValueError`` naming the setting when the run could not work."""
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise ValueError(f"tasks {bad or self.tasks}: each must be one of {', '.join(TASKS)}")
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise ValueError(f"modes {bad or self.modes}: each must be one of {', '.join(MODES)}")
+        if not self.ks or min(self.ks) < 4:
+            raise ValueError(f"ks {self.ks}: need at least one k, each at least 4 labelled clips")
+        bad = [h for h in self.heldout_sets if h not in HELDOUT_SETS]
+        if bad or not self.heldout_sets:
+            raise ValueError(f"heldout_sets {bad or self.heldout_sets}: each must be one of {', '.join(HELDOUT_SETS)}")
+        if not self.seeds:
+            raise ValueError("seeds: need at least one seed")
+        if self.size % 16:
+            raise ValueError(f"size {self.size}: must be a multiple of 16 (the patch size)")
+        if self.heldout_clips < 4 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("heldout_clips must be at least 4, steps and batch_size at least 1")
+        return self
+
+
+# A toy size that runs in seconds (a test runs it): too small to learn anything.
+QUICK = dict(tasks=list(TASKS), ks=[4], seeds=[0, 1], modes=["full", "probe"], size=32, frames=8, heldout_clips=8,
+             steps=2, batch_size=4, pretrain_steps=2, pretrain_clips=8, bootstrap=200)
+
+
+@dataclass
+class LabelEfficiencyResult:
+    """``summary`` is ``label_efficiency.json``: config, pretraining, per-run ``runs``
+    (per-clip scores), per-cell ``cells`` (means, intervals, verdicts) and ``timing_s``."""
+
+    out: Path
+    summary: dict
+    report: Path
+    figures: list[Path]
+
+    @property
+    def cells(self) -> list[dict]:
+        return self.summary["cells"]
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def phantom_sets(config: LabelEfficiencyConfig, seed: int, say: Callable[[str], None] = print) -> dict:
+    """The labelled pools of one seed (``all views`` for view, A4C for the LV tasks), max(ks)
+    clips each, with LV maps on every frame; samples are in the ``train`` split."""
+    from echofm.datasets import phantom_task_dataset
+    from echofm.phantom.config import phantom_preset
+
+    n = max(config.ks)
+    pools = {}
+    for name, views in (("views", None), ("a4c", ("A4C",))):
+        extra = {"views": views} if views else {}
+        phantom = phantom_preset("default", size=config.size, num_frames=config.frames, fps=config.fps, **extra)
+        pools[name] = phantom_task_dataset(n, phantom, seed=POOL_SEED + 97 * seed + (name == "a4c"), splits=(1, 0, 0),
+                                           structures="lv", labelled="all").samples
+    return pools
+
+
+def heldout_sets(config: LabelEfficiencyConfig) -> dict:
+    """The held-out sets, each as ``{"views": [...], "a4c": [...]}`` in the ``test`` split; LV
+    maps on the ED/ES frames (where Dice is scored, as EchoNet's tracings)."""
+    from echofm.datasets import phantom_task_dataset
+    from echofm.phantom.config import phantom_preset
+
+    sets: dict = {}
+    for name, preset, base in (("heldout", "default", HELDOUT_SEED), ("shifted", "shifted", SHIFTED_SEED)):
+        if name not in config.heldout_sets:
+            continue
+        sets[name] = {}
+        for pool, views in (("views", None), ("a4c", ("A4C",))):
+            extra = {"views": views} if views else {}
+            phantom = phantom_preset(preset, size=config.size, num_frames=config.frames, fps=config.fps, **extra)
+            sets[name][pool] = phantom_task_dataset(config.heldout_clips, phantom, seed=base + (pool == "a4c"),
+                                                    splits=(0, 0, 1), structures="lv", labelled="ed_es").samples
+    return sets
+
+
+def _pool_of(task: str) -> str:
+    return "views" if task == "view" else "a4c"
+
+
+# --- the arms --------------------------------------------------------------------------------
+
+def pretrain_arms(config: LabelEfficiencyConfig, out: Path) -> tuple[dict, dict]:
+    """(arms, info): ``{"pretrained": EchoFM, "random": EchoFM}``. With ``config.init`` the
+    pretrained model is loaded and the random arm is the same architecture freshly
+    initialised under ``pretrain_seed``; without it echofm-tiny is pretrained here on
+    fresh phantoms and the random arm is the weights pretraining started from."""
+    import torch
+
+    from echofm.model.echofm import EchoFM
+
+    if config.init:
+        from echofm.model import load_model
+
+        pretrained = load_model(config.init).eval()
+        torch.manual_seed(config.pretrain_seed)
+        return {"pretrained": pretrained, "random": EchoFM(pretrained.cfg).eval()}, {"init": config.init}
+    from echofm.train.config import load_pretrain_config
+    from echofm.train.data import PhantomClips
+    from echofm.train.pretrain import pretrain
+
+    frame_step = max(1, int(round(30.0 / config.fps)))
+    cfg = load_pretrain_config("echofm-tiny", {
+        "model.img_size": config.size, "out": str(out), "steps": config.pretrain_steps,
+        "batch_size": min(8, config.pretrain_clips),
+        "lr": config.pretrain_lr, "warmup_fraction": 0.05, "workers": 0, "device": "cpu", "checkpoint_every": 0,
+        "progress": False, "seed": config.pretrain_seed, "frame_step": frame_step, "precision": "fp32"})
+    torch.manual_seed(cfg.seed)  # what pretrain() does before building the model
+    random_init = EchoFM(cfg.model).eval()
+    source = PhantomClips(config.pretrain_clips, cfg.model, cfg.seed, cfg.frame_step)
+    result = pretrain(cfg, dataset=[source[i] for i in range(len(source))])
+    history = [h for h in result.history if "loss" in h]
+    info = {"init": None, "steps": config.pretrain_steps, "clips": config.pretrain_clips, "frame_step": frame_step,
+            "loss_first": history[0]["loss"] if history else None, "loss_last": history[-1]["loss"] if history else None,
+            "recon_first": history[0].get("recon") if history else None,
+            "recon_last": history[-1].get("recon") if history else None}
+    return {"pretrained": result.model.eval(), "random": random_init}, info
+
+
+# --- one run: fine-tune, then score every held-out clip -------------------------------------------
+
+def finetune_config(config: LabelEfficiencyConfig, task: str, mode: str, k: int, seed: int):
+    """The fine-tuning recipe of one run: ``steps`` optimiser steps over k clips (2 epochs over
+    the clips repeated), warm-up a tenth of them, fp32, no validation split."""
+    from echofm.tasks.engine import FinetuneConfig
+
+    return FinetuneConfig(task="segment" if task == "ed_es" else task, mode=FINETUNE_MODE[mode], epochs=2,
+                          batch_size=config.batch_size, blr=config.blr, warmup_epochs=0.2, seed=seed,
+                          validate=False, progress=False, precision="fp32", seg_head=config.seg_head)
+
+
+def repeats_for(config: LabelEfficiencyConfig, k: int) -> int:
+    """How often the k clips are repeated in each of the 2 epochs so the run takes ``steps`` steps."""
+    return max(1, math.ceil(config.steps * config.batch_size / (2 * k)))
+
+
+def train_run(config: LabelEfficiencyConfig, task: str, mode: str, k: int, seed: int, encoder, labelled: list,
+              out: Path):
+    """Fine-tune ``encoder`` on the first k ``labelled`` clips; the TaskModel."""
+    from echofm.datasets.base import DatasetIndex
+    from echofm.tasks.finetuning import finetune
+
+    clips = [dataclasses.replace(s, split="train") for s in labelled[:k]]
+    data = DatasetIndex(name="phantom", root=Path(f"phantom-pool-seed{seed}"),
+                        samples=clips * repeats_for(config, k))
+    return finetune(data, encoder, finetune_config(config, task, mode, k, seed), out).model
+
+
+def clip_scores(task_model, samples: list, tasks: list[str]) -> tuple[dict[str, list[float]], dict[str, list]]:
+    """Per-clip scores of one fine-tuned model on ``samples``, for each of ``tasks`` the model
+    serves: ef -> absolute error, view -> 1 if right, segment -> LV Dice over the labelled
+    frames, ed_es -> mean absolute frame error of the inner true ED/ES frames (a missed
+    event counts as the clip's length); and per task the clips' ``[truth, prediction]``
+    (EF values, view names, LV areas in pixels of the first labelled frame, ED/ES frames)."""
+    import torch
+
+    from echofm.analysis.probe import events_from_curve, score_events
+    from echofm.tasks import metrics as M
+    from echofm.tasks.base import EvalOptions, run_windows
+    from echofm.tasks.registry import get_task
+    from echofm.tasks.segmentation import video_probabilities
+
+    spec = task_model.spec
+    options = EvalOptions(batch_size=8, precision="fp32")
+    out: dict[str, list[float]] = {t: [] for t in tasks}
+    pairs: dict[str, list] = {t: [] for t in tasks}
+    if spec.kind != "segmentation":
+        _, records = get_task(spec.task).evaluate(task_model, samples, options)
+        for rec in records:
+            if "ef" in out:
+                out["ef"].append(abs(float(rec["pred"]) - float(rec["true"])))
+                pairs["ef"].append([float(rec["true"]), round(float(rec["pred"]), 3)])
+            if "view" in out:
+                out["view"].append(float(rec["pred"] == rec["true"]))
+                pairs["view"].append([rec["true"], rec["pred"]])
+        return out, pairs
+    with torch.no_grad():
+        for sample, item, logits in run_windows(task_model, samples, options, segmentation=True):
+            T = item["num_frames"]
+            seg = video_probabilities(logits, item["indices"], T).argmax(dim=0).numpy()
+            if "segment" in out:
+                frames = sorted(item["masks"])
+                pred = np.stack([seg[f] for f in frames])
+                truth = np.stack([item["masks"][f].numpy() for f in frames])
+                dice = M.dice_iou(pred, truth, {1: "lv_cavity"})["dice"]["lv_cavity"]
+                out["segment"].append(float("nan") if dice is None else dice)
+                pairs["segment"].append([int((truth[0] == 1).sum()), int((pred[0] == 1).sum())])
+            if "ed_es" in out:
+                area = (seg == 1).reshape(T, -1).sum(axis=1).astype(float)
+                ed, es = events_from_curve(area)
+                truth = {"ed": sample.meta["ed_frames"], "es": sample.meta["es_frames"]}
+                scored = score_events({"ed": ed, "es": es}, truth, T, tolerance=2)
+                errors = [T if e is None else e for kind in ("ed", "es") for e in scored[kind]["errors"]]
+                out["ed_es"].append(float(np.mean(errors)) if errors else float("nan"))
+                pairs["ed_es"].append([truth, {"ed": ed, "es": es}])
+    return out, pairs
+
+
+# --- the study -------------------------------------------------------------------------------------
+
+def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = None,
+                         say: Callable[[str], None] = print) -> LabelEfficiencyResult:
+    """Run the grid into ``config.out`` and write the JSON, figures and HTML page.
+
+    arms: ``{"pretrained": EchoFM, "random": EchoFM}`` to compare (the demo passes its own);
+    None: ``pretrain_arms``.
+    """
+    import torch
+
+    from echofm.analysis.label_efficiency_figures import arms_figure, write_figures, write_html
+    from echofm.files import write_text_atomic
+
+    cfg = config.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    timing: dict = {}
+    summary: dict = {"config": asdict(cfg)}
+    if arms is None:
+        say(f"pretraining echofm-tiny at {cfg.size} px for {cfg.pretrain_steps} steps" if not cfg.init
+            else f"loading {cfg.init}")
+        arms, summary["pretraining"] = pretrain_arms(cfg, out / "pretrain")
+    else:
+        summary["pretraining"] = {"init": "given by the caller"}
+    timing["pretrain"] = round(time.time() - t0, 1)
+    t = time.time()
+    heldout = heldout_sets(cfg)
+    timing["heldout_data"] = round(time.time() - t, 1)
+    trained_tasks = sorted({"segment" if task == "ed_es" else task for task in cfg.tasks})
+    runs: list[dict] = []
+    pools: dict = {}
+    log_path = out / RUNS_LOG
+    log_path.unlink(missing_ok=True)
+    # Modes outermost (full first), so a run stopped early has the bar's cells for every seed.
+    for mode in cfg.modes:
+        for seed in cfg.seeds:
+            if seed not in pools:
+                t = time.time()
+                pools[seed] = phantom_sets(cfg, seed, say)
+                timing[f"pool_seed{seed}"] = round(time.time() - t, 1)
+            for trained in trained_tasks:
+                served = [task for task in cfg.tasks if task == trained or (trained == "segment" and task == "ed_es")]
+                for k in sorted(cfg.ks):
+                    for arm in ARMS:
+                        t = time.time()
+                        run_dir = out / "runs" / f"{trained}_{mode}_k{k}_seed{seed}_{arm}"
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                        model = train_run(cfg, trained, mode, k, seed, arms[arm].encoder,
+                                          pools[seed][_pool_of(trained)], run_dir)
+                        new_runs = []
+                        for set_name, sets in heldout.items():
+                            scores, pairs = clip_scores(model, sets[_pool_of(trained)], served)
+                            for task, values in scores.items():
+                                new_runs.append({"task": task, "mode": mode, "k": k, "seed": seed, "arm": arm,
+                                                 "heldout": set_name, "metric": METRICS[task][0],
+                                                 "value": float(np.nanmean(values)), "clip_scores": values,
+                                                 "truth_and_prediction": pairs[task]})
+                        runs += new_runs
+                        with open(log_path, "a", encoding="utf-8") as log_file:  # partial results survive a stop
+                            for run in new_runs:
+                                log_file.write(json.dumps(run, default=_json_default) + "\n")
+                        if not cfg.keep_runs:
+                            shutil.rmtree(run_dir, ignore_errors=True)
+                        seconds = round(time.time() - t, 1)
+                        timing[f"{trained}_{mode}"] = round(timing.get(f"{trained}_{mode}", 0.0) + seconds, 1)
+                        say(f"{trained} {mode} k={k} seed={seed} {arm}: "
+                            + ", ".join(f"{r['task']}/{r['heldout']} {r['metric']} {r['value']:.3f}" for r in new_runs)
+                            + f" ({seconds:.0f} s)")
+    summary["runs"] = runs
+    summary["cells"] = summarise_cells(runs, cfg.bootstrap)
+    summary["timing_s"] = {**timing, "total": round(time.time() - t0, 1)}
+    figures = write_figures(summary, out)
+    first_seed, first_set = cfg.seeds[0], cfg.heldout_sets[0]
+    for mode in cfg.modes:
+        for k in sorted(cfg.ks):
+            mine = [r for r in runs if (r["mode"], r["k"], r["seed"], r["heldout"]) == (mode, k, first_seed, first_set)]
+            figures.append(arms_figure(mine, out / f"arms_{mode}_k{k}.png",
+                                       f"{mode} fine-tuning, k={k}, seed {first_seed}, {first_set} phantoms: "
+                                       f"pretrained (left) vs random init (right)"))
+    summary["figures"] = [p.name for p in figures]
+    write_text_atomic(out / "label_efficiency.json", json.dumps(summary, indent=1, default=_json_default))
+    report = write_html(summary, out / "label_efficiency.html")
+    return LabelEfficiencyResult(out=out, summary=summary, report=report, figures=figures)
+
+
+def summarise_cells(runs: list[dict], resamples: int = 2000) -> list[dict]:
+    """One row per (task, mode, k, held-out set): each arm's mean over seeds with its t
+    interval, the gain (positive: pretrained better) with a t interval over seeds and a
+    paired bootstrap interval over held-out clips (each clip's score averaged over seeds),
+    and the verdict: a side only when the clips' interval excludes 0 and, with 2 or more
+    seeds, the seeds' interval excludes 0 on the same side (two seeds with equal gains
+    give a zero-width t interval, which alone proves nothing)."""
+    from echofm.analysis.statistics import oriented_gain, paired_bootstrap, t_interval, verdict
+
+    keys = sorted({(r["task"], r["mode"], r["k"], r["heldout"]) for r in runs},
+                  key=lambda key: (TASKS.index(key[0]), MODES.index(key[1]), key[2], HELDOUT_SETS.index(key[3])))
+    cells = []
+    for task, mode, k, held in keys:
+        metric, higher = METRICS[task]
+        mine = [r for r in runs if (r["task"], r["mode"], r["k"], r["heldout"]) == (task, mode, k, held)]
+        seeds = sorted({r["seed"] for r in mine})
+        by = {(r["arm"], r["seed"]): r for r in mine}
+        paired = [s for s in seeds if ("pretrained", s) in by and ("random", s) in by]
+        if not paired:  # a stopped study's log may hold one arm of its last cell
+            continue
+        values = {arm: [by[arm, s]["value"] for s in paired] for arm in ARMS}
+        seed_gain = t_interval(oriented_gain(values["pretrained"], values["random"], higher))
+        clip_mean = {arm: np.nanmean(np.array([by[arm, s]["clip_scores"] for s in paired], float), axis=0)
+                     for arm in ARMS}
+        clips = paired_bootstrap(clip_mean["pretrained"], clip_mean["random"], higher, resamples=resamples)
+        arm_ci = {arm: t_interval(values[arm]) for arm in ARMS}
+        said = verdict(clips.lo, clips.hi)
+        if len(paired) >= 2 and verdict(seed_gain.lo, seed_gain.hi) != said:
+            said = verdict(None, None)
+        cells.append({"task": task, "metric": metric, "higher_is_better": higher, "mode": mode, "k": k,
+                      "heldout": held, "seeds": paired, "clips": clips.n,
+                      "pretrained_mean": arm_ci["pretrained"].mean, "random_mean": arm_ci["random"].mean,
+                      "pretrained_ci95": [arm_ci["pretrained"].lo, arm_ci["pretrained"].hi],
+                      "random_ci95": [arm_ci["random"].lo, arm_ci["random"].hi],
+                      "gain_mean": seed_gain.mean, "gain_ci95_seeds": [seed_gain.lo, seed_gain.hi],
+                      "gain_ci95_clips": [clips.lo, clips.hi],
+                      "verdict": said})
+    return cells
+
+
+def comparison_rows(cells: list[dict]) -> list[dict]:
+    """The cells as the demo's ``comparison`` rows: ``{task, metric, mode, k, heldout,
+    pretrained_mean, random_mean, gain_ci95, higher_is_better, verdict}``, the gain's interval
+    the paired bootstrap over held-out clips."""
+    return [{"task": c["task"], "metric": c["metric"], "mode": c["mode"], "k": c["k"], "heldout": c["heldout"],
+             "pretrained_mean": c["pretrained_mean"], "random_mean": c["random_mean"],
+             "gain_ci95": list(c["gain_ci95_clips"]), "higher_is_better": c["higher_is_better"],
+             "verdict": c["verdict"]} for c in cells]
+
+
+COMPARISON_HEADER = ("task", "metric", "k", "held-out", "pretrained", "random init", "gain 95% CI", "verdict")
+
+
+def format_comparison(rows: list[dict]) -> str:
+    """The printed comparison table, one line per row (numbers with three decimals)."""
+    lines = [f"{'task':<8} {'metric':<12} {'k':>4} {'held-out':<9} {'pretrained':>10} {'random init':>11}  "
+             f"{'gain 95% CI':<18}  verdict"]
+    for r in rows:
+        ci = f"[{r['gain_ci95'][0]:.3f}, {r['gain_ci95'][1]:.3f}]"
+        lines.append(f"{r['task']:<8} {r['metric']:<12} {r['k']:>4} {r['heldout']:<9} {r['pretrained_mean']:>10.3f} "
+                     f"{r['random_mean']:>11.3f}  {ci:<18}  {r['verdict']}")
+    return "\n".join(lines)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,115 @@
+"""The label-efficiency study: its statistics, the shifted phantom preset, the --quick benchmark
+end to end (JSON, HTML, PNG; every cell with intervals and an honest verdict), and that the
+same seed on the same machine gives the same scores and byte-identical figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from echofm.analysis.statistics import NO_CLEAR_DIFFERENCE, oriented_gain, paired_bootstrap, t_interval, verdict
+from echofm.experiments.label_efficiency import (HELDOUT_SETS, METRICS, MODES, TASKS, LabelEfficiencyConfig,
+                                                 run_label_efficiency)
+from echofm.phantom import PhantomConfig, generate_case, phantom_preset
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_gain_is_oriented_so_positive_means_the_first_arm_did_better():
+    assert oriented_gain([0.9], [0.8], higher_is_better=True)[0] == pytest.approx(0.1)
+    assert oriented_gain([5.0], [7.0], higher_is_better=False)[0] == pytest.approx(2.0)
+
+
+def test_paired_bootstrap_finds_a_clear_shift_and_not_noise():
+    rng = np.random.default_rng(0)
+    base = rng.normal(10, 3, 200)  # large between-clip spread, shared by both arms
+    better = paired_bootstrap(base - 1.0 + rng.normal(0, 0.2, 200), base, higher_is_better=False, resamples=1000)
+    assert better.lo > 0.9 and better.hi < 1.1 and better.n == 200  # the pairing cancels the clips' spread
+    assert verdict(better.lo, better.hi) == "pretrained better"
+    same = paired_bootstrap(base + rng.normal(0, 0.5, 200), base + rng.normal(0, 0.5, 200), True, resamples=1000)
+    assert same.lo < 0 < same.hi and verdict(same.lo, same.hi) == NO_CLEAR_DIFFERENCE
+
+
+def test_t_interval_and_verdict_edges():
+    ci = t_interval([1.0, 2.0, 3.0])
+    assert ci.mean == 2.0 and ci.hi - 2.0 == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-5)
+    one = t_interval([0.5])
+    assert one.lo is None and verdict(one.lo, one.hi) == NO_CLEAR_DIFFERENCE
+    assert verdict(-0.3, -0.1) == "random init better" and verdict(-0.1, 0.2) == NO_CLEAR_DIFFERENCE
+
+
+def test_default_preset_is_the_default_phantom_and_shifted_moves_the_domain():
+    assert phantom_preset("default") == PhantomConfig().validate()
+    cases = [generate_case(s, phantom_preset("shifted", size=48, num_frames=8)) for s in range(6)]
+    for case in cases:
+        assert 28.0 <= case.truth["sector"]["half_angle_deg"] <= 34.0  # default 36-45
+        assert 22.0 <= case.truth["ef"] <= 68.0 and case.truth["heart_rate"] >= 90.0  # drawn 25-65 %, 100-140 bpm
+    default = generate_case(0, PhantomConfig(size=48, num_frames=8))
+    shifted = generate_case(0, phantom_preset("shifted", size=48, num_frames=8))
+    assert shifted.truth["sector"]["depth_mm"] > default.truth["sector"]["depth_mm"]
+    with pytest.raises(Exception, match="unknown"):
+        phantom_preset("clinical")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("label_efficiency_benchmark", BENCHMARKS / "label_efficiency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("label_efficiency")
+    report = module.main(["--quick", "--out", str(out), "--quiet", "--threads", "1"])
+    return out, report
+
+
+def test_quick_benchmark_writes_every_cell_with_intervals(quick):
+    out, report = quick
+    summary = json.loads((out / "label_efficiency.json").read_text())
+    cells = summary["cells"]
+    assert {(c["task"], c["mode"], c["heldout"]) for c in cells} == {
+        (t, m, h) for t in TASKS for m in MODES for h in HELDOUT_SETS}
+    assert len(report["cells"]) == len(cells) and report["cpu"]
+    for c in cells:
+        assert (c["metric"], c["higher_is_better"]) == METRICS[c["task"]] and c["seeds"] == [0, 1]
+        lo, hi = c["gain_ci95_clips"]
+        assert lo <= hi and c["clips"] == summary["config"]["heldout_clips"]
+        slo, shi = c["gain_ci95_seeds"]
+        assert slo <= c["gain_mean"] <= shi
+        clear = (lo > 0 and slo > 0) or (hi < 0 and shi < 0)
+        assert (c["verdict"] != NO_CLEAR_DIFFERENCE) == clear, c
+    # Every run is in the incremental log too, one line each.
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == len(summary["runs"]) == len(TASKS) * len(MODES) * len(HELDOUT_SETS) * 2 * 2
+    page = (out / "label_efficiency.html").read_text()
+    assert "Synthetic phantoms, not clinical data" in page and "no clear difference" in page
+    for name in summary["figures"]:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and name in page or name.startswith("arms_")
+
+
+def test_same_seed_same_machine_gives_identical_scores_and_figures(tmp_path):
+    def once(folder):
+        config = LabelEfficiencyConfig(out=str(folder), tasks=["view", "segment"], ks=[4], seeds=[0], modes=["full"],
+                                       size=32, frames=8, heldout_clips=4, steps=2, batch_size=4, pretrain_steps=2,
+                                       pretrain_clips=4, heldout_sets=["heldout"], bootstrap=100, threads=1)
+        result = run_label_efficiency(config, say=lambda line: None)
+        return result.summary, {p.name: p.read_bytes() for p in result.figures}
+
+    first, first_png = once(tmp_path / "a")
+    second, second_png = once(tmp_path / "b")
+    assert [r["clip_scores"] for r in first["runs"]] == [r["clip_scores"] for r in second["runs"]]
+    assert first["cells"] == second["cells"]
+    assert first_png.keys() == second_png.keys() and all(first_png[k] == second_png[k] for k in first_png)
+
+
+def test_cells_of_a_stopped_study_skip_a_cell_with_one_arm():
+    from echofm.experiments.label_efficiency import summarise_cells
+
+    run = {"task": "view", "mode": "full", "k": 8, "heldout": "heldout", "seed": 0, "value": 0.5,
+           "clip_scores": [1.0, 0.0, 1.0, 0.0]}
+    assert summarise_cells([{**run, "arm": "pretrained"}], resamples=50) == []
+    cells = summarise_cells([{**run, "arm": "pretrained"}, {**run, "arm": "random", "clip_scores": [0.0] * 4,
+                                                              "value": 0.0}], resamples=50)
+    assert len(cells) == 1 and cells[0]["gain_mean"] == pytest.approx(0.5) and cells[0]["seeds"] == [0]
