@@ -439,3 +439,24 @@ def test_ed_to_ed_keeps_whole_cycles_only():
 
     assert ed_to_ed([40, 2, 21, 90], 20.0) == [[2, 21], [21, 40]]  # 40 -> 90 is two cycles: a missed ED
     assert ed_to_ed([5], 20.0) == []
+
+
+def test_sr_holds_the_regressor_ef_of_each_beat(tmp_path, study_dir):
+    """Per beat EF, mean and SD of the regressor, under its own algorithm name; valid DICOM."""
+    from echofm.study.deid import reference_header
+    from echofm.study.dicom_out import ClipMeasurements, write_measurement_report
+
+    header = reference_header(sorted(study_dir.rglob("*.dcm"))[0], False, None)
+    clip = ClipMeasurements(source=header, view="A4C", view_confidence=0.9, ef=55.0, ef_regressor=51.5,
+                            heart_rate=70.0, ef_regressor_beats=[50.25, 52.75], ef_regressor_sd=1.768)
+    path = write_measurement_report(tmp_path / "SR.dcm", header, [clip], {"ef": 55.0, "ef_regressor": 51.5},
+                                    hd.UID(), 999)
+    sr = pydicom.dcmread(path)
+    efs = _sr_numbers(sr)["Left Ventricular Ejection Fraction by US"]
+    assert sorted(efs) == sorted([55.0, 50.25, 52.75, 51.5, 1.768, 55.0, 51.5])
+    text = json.dumps(sr.to_json_dict())
+    assert "echofm EF regressor" in text and "Standard Deviation" in text
+    if shutil.which("dciodvfy"):
+        result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, errors
