@@ -13,10 +13,13 @@ embeddings).
 The public EchoFM code is not part of echofm: its figures (ViT-S/16, 16 x 112 x 112,
 tubelet 2, batch 4, fp32) were measured in issue 14 on an AVX2 machine whose fp32 matmul
 ran at 110 GFLOP/s. Throughput is compute-bound, so they are scaled here by this machine's
-fp32 matmul rate / 110 (peak memory is not scaled). Each run measures the matmul rates again
-in its own process right after it (``matmul_gflops_here``): its utilisation and its ratio to
-the public code use those, so a run on a shared machine is compared with what the machine
-gave it at the time, not with a rate measured minutes earlier.
+fp32 matmul rate / 110 (peak memory is not scaled). Each run measures the fp32 matmul rate
+in its own process, one matmul after each timed call (``matmul_gflops_here``, their median):
+its utilisation and its ratio to the public code use that, so a run on a shared machine is
+compared with what the machine gave it at the time. Utilisation is of the matmul peak of the
+run's precision (ONNX int8: of fp32's, since ONNX Runtime's int8 kernels are not torch's).
+bf16 is measured where the hardware runs it natively; elsewhere (``auto`` = fp32) only its
+matmul rate is reported, from matrices sized to keep that quick.
 
     python benchmarks/model_speed.py [--presets echofm-tiny echofm-small] [--batch 4] [--steps 5]
 """
@@ -49,8 +52,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_seconds(fn, steps: int, device: str, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` over ``steps`` calls, after ``warmup`` untimed ones."""
+def median_seconds(fn, steps: int, device: str, warmup: int = 2, between=None) -> float:
+    """Median wall time of ``fn()`` over ``steps`` calls, after ``warmup`` untimed ones;
+    ``between()`` (untimed) runs after each timed call."""
     for _ in range(warmup):
         fn()
     sync(device)
@@ -60,11 +64,43 @@ def median_seconds(fn, steps: int, device: str, warmup: int = 2) -> float:
         fn()
         sync(device)
         times.append(time.perf_counter() - t)
+        if between is not None:
+            between()
     return statistics.median(times)
 
 
+class InterleavedMatmul:
+    """The fp32 matmul rate the machine gives *during* a run: one square matmul after each
+    timed call, their median. On a shared machine the load changes within seconds, so a
+    rate measured before or after a run can be off by 2x (seen on a busy 2-core machine:
+    45 and 11 GFLOP/s in one process, a few seconds apart)."""
+
+    def __init__(self, device: str, n: int = 1024):
+        self.device = device
+        self.a = torch.randn(n, n, device=device)
+        self.b = torch.randn(n, n, device=device)
+        self.rates: list[float] = []
+
+    def __call__(self) -> None:
+        t = time.perf_counter()
+        torch.matmul(self.a, self.b)
+        sync(self.device)
+        self.rates.append(2 * self.a.shape[0] ** 3 / (time.perf_counter() - t) / 1e9)
+
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
 def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, reps: int = 8) -> float:
-    """Square matmul rate; int8 through ``torch._int_mm`` (int32 accumulation)."""
+    """Square matmul rate; int8 through ``torch._int_mm`` (int32 accumulation).
+
+    A precision the hardware only emulates (bf16 or int8 on an AVX2 CPU: about 1 GFLOP/s)
+    would take minutes at n = 2048, so a quick probe at n = 256 first sizes the matrices to
+    at most a second a call."""
+    if n > 256:
+        probe = matmul_gflops(dtype, device, 256, reps=2)
+        while n > 256 and 2 * n**3 / (probe * 1e9) > 1.0:
+            n //= 2
     if dtype == torch.int8:
         a = torch.randint(-128, 127, (n, n), device=device, dtype=dtype)
         b = torch.randint(-128, 127, (n, n), device=device, dtype=dtype)
@@ -124,16 +160,20 @@ def measure(preset: str, mode: str, engine: str, precision: str, batch: int, ste
 
     cfg = preset_config(preset)
     clips = clips_for(cfg, batch, device)
+    probe = InterleavedMatmul(device)
     out: dict = {"preset": preset, "mode": mode, "engine": engine, "precision": precision, "batch": batch}
     if engine.startswith("onnx"):
         from echofm.runtime.onnx import OnnxModel
 
-        model = OnnxModel(onnx_dir, quantized=engine == "onnx-int8")
+        model = OnnxModel(onnx_dir, quantized=engine == "onnx-int8", spinning=False)
         flops = None  # the same graph as torch's embedding: the driver takes torch's count
-        seconds = median_seconds(lambda: model.embed(clips), steps, device)
+        seconds = median_seconds(lambda: model.embed(clips), steps, device, between=probe)
         video = model.embed(clips).video
+        del model  # its thread pool must not compete with the matmul measurements below
     else:
         model = seeded_model(preset).to(device)
+        if engine == "torch-checkpointing":
+            model.set_activation_checkpointing(True)
         if mode == "train":
             from echofm.train.optim import adamw
 
@@ -148,7 +188,7 @@ def measure(preset: str, mode: str, engine: str, precision: str, batch: int, ste
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
-            seconds = median_seconds(step, steps, device)
+            seconds = median_seconds(step, steps, device, between=probe)
             video = None
         else:
             model.eval()
@@ -159,17 +199,19 @@ def measure(preset: str, mode: str, engine: str, precision: str, batch: int, ste
                 with torch.inference_mode(), autocast(precision, device):
                     return model.embed(clips)
 
-            seconds = median_seconds(embed, steps, device)
+            seconds = median_seconds(embed, steps, device, between=probe)
             video = embed().video.float()
     if save_to and video is not None:
         torch.save(video.cpu(), save_to)
     peak = peak_mib(device)
-    # The matmul rates again, in this process right after its run: on a shared machine the
-    # load changes between runs, and a run is best compared with the rate it could get.
-    own = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}[
-        "int8" if engine == "onnx-int8" else precision]
-    out["matmul_gflops_here"] = {"fp32": round(matmul_gflops(torch.float32, device), 1),
-                                 "own": round(matmul_gflops(own, device), 1)}
+    # The matmul rates in this process: fp32 interleaved with the timed calls (the rate the
+    # run could get), and the run's own precision after it when that is not fp32.
+    # ONNX int8 is measured against the fp32 rate: its kernels (MLAS u8s8) are not the ones
+    # torch._int_mm runs, which on an AVX2 CPU without VNNI reach about 1 GFLOP/s.
+    own = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    out["matmul_gflops_here"] = {"fp32": round(probe.median(), 1),
+                                 "fp32_after": round(matmul_gflops(torch.float32, device), 1),
+                                 "own": round(probe.median() if own == torch.float32 else matmul_gflops(own, device), 1)}
     out.update({
         "clips_per_s": round(batch / seconds, 2),
         "gflop_per_clip": None if flops is None else round(flops / batch / 1e9, 2),
@@ -234,22 +276,25 @@ def main() -> None:
               "scaled_train_clips_per_s": round(PUBLIC["train_clips_per_s"] * scale, 2),
               "scaled_embed_clips_per_s": round(PUBLIC["embed_clips_per_s"] * scale, 2)}
     onnx = onnx_available() and not args.no_onnx and args.device == "cpu"
-    engines = [("torch", "fp32"), ("torch", auto)] + ([("onnx-fp32", "fp32"), ("onnx-int8", "int8")] if onnx else [])
+    # torch-checkpointing: fp32 training with activation checkpointing, the memory-lean option.
+    engines = ([("torch", "fp32"), ("torch", auto), ("torch-checkpointing", "fp32")]
+               + ([("onnx-fp32", "fp32"), ("onnx-int8", "int8")] if onnx else []))
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             onnx_dir = export_for(preset, Path(tmp) / preset) if onnx else None
             reference = None
             for engine, precision in engines:
-                label = f"{engine}-{precision}" if engine == "torch" else engine
+                label = f"{engine}-{precision}" if engine.startswith("torch") else engine
                 if engine == "torch" and precision == "fp32" and label in [r.get("label") for r in runs
                                                                           if r.get("preset") == preset]:
                     continue
                 row = {"preset": preset, "label": label, "engine": engine, "precision": precision,
                        "is_auto": engine == "torch" and precision == auto}
-                for mode in ("train", "embed") if engine == "torch" else ("embed",):
+                modes = {"torch": ("train", "embed"), "torch-checkpointing": ("train",)}.get(engine, ("embed",))
+                for mode in modes:
                     save_to = str(Path(tmp) / f"{preset}-{label}.pt") if mode == "embed" else None
-                    res = run_child(args, preset, mode, engine, "fp32" if engine != "torch" else precision,
+                    res = run_child(args, preset, mode, engine, precision if engine.startswith("torch") else "fp32",
                                     onnx_dir, save_to)
                     if "error" in res:
                         row[f"{mode}_error"] = res["error"]
@@ -302,6 +347,11 @@ def goals(runs: list[dict], native_bf16: bool) -> dict:
         value = ratio("torch-fp32", "train_peak_memory_vs_public")
         out["peak_memory_vs_public"] = {"value": value, "goal": GOALS["peak_memory"],
                                         "met": value is not None and value <= GOALS["peak_memory"]}
+    if "torch-checkpointing-fp32" in rows:  # the memory-lean option: its memory and its speed
+        value = ratio("torch-checkpointing-fp32", "train_peak_memory_vs_public")
+        out["peak_memory_with_checkpointing_vs_public"] = {
+            "value": value, "goal": GOALS["peak_memory"], "met": value is not None and value <= GOALS["peak_memory"],
+            "train_vs_public": ratio("torch-checkpointing-fp32", "train_vs_public")}
     best = max((r for r in rows.values() if r.get("embed", {}).get("cosine_to_torch_fp32", 1.0) >= GOALS["embed_cosine"]
                 and "embed" in r), key=lambda r: r["embed"]["clips_per_s"], default=None)
     if best is not None:

@@ -50,16 +50,21 @@ def main(argv=None) -> dict:
             bundle = phantom_bundle(tmp / "bundle", PhantomBundleConfig(clips_per_view=12, size=64, frames=32,
                                                                         epochs=8, seg_epochs=8, progress=False))
         write_study(tmp / "exam", a.clips, seed=1, config=PhantomConfig(size=a.size, num_frames=a.frames))
-        start = time.perf_counter()
+        load_before = os.getloadavg()
+        start, cpu_start = time.perf_counter(), time.process_time()
         run = run_study(tmp / "exam", bundle, tmp / "out", StudyConfig(dicom=not a.no_dicom),
                         BatchOptions(progress=False))
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         study = run.studies[0]
         n = max(1, run.batch.done)
         report = {
             "clips": a.clips, "analysed": run.batch.done, "failed": run.batch.failed_total,
             "frames_per_clip": a.frames, "size": a.size, "bundle": str(a.bundle or "small phantom bundle (trained here)"),
             "wall_s": round(wall, 2), "s_per_clip": round(wall / n, 3),
+            # CPU time of this process (all its threads): on a shared machine, the work done
+            # regardless of how much of the CPU the run got; the load average says how busy it was.
+            "cpu_s": round(cpu, 2), "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "stage_s_per_clip": {k: round(v / n, 4) for k, v in sorted(run.stage_seconds.items())},
             "other_s_per_clip": round((wall - sum(run.stage_seconds.values())) / n, 4),
             "views": study["measurements"].get("views"),

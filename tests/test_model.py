@@ -284,3 +284,34 @@ def test_cpu_bf16_matmul_attention_matches_fp32_sdpa_with_and_without_mask():
     y[1, 7:] = torch.randn(3, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(attn(x, keep)[1, :7], attn(y, keep)[1, :7])
+
+
+def test_mlp_recomputed_gelu_same_gradients_less_saved():
+    """The MLP's recomputed GELU gives autograd's values and gradients exactly, and keeps one
+    hidden-size tensor less for backward."""
+    from echofm.model.vit import Mlp
+
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64)
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    weights = torch.randn(16)
+
+    def run(recompute: bool):
+        Mlp.recompute_gelu = recompute
+        saved = []
+        for p in [x, *mlp.parameters()]:
+            p.grad = None
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            y = mlp(x)
+        (y * weights).sum().backward()
+        return y.detach(), [p.grad.clone() for p in [x, *mlp.parameters()]], sum(saved)
+
+    try:
+        y1, g1, saved1 = run(True)
+        y0, g0, saved0 = run(False)
+    finally:
+        Mlp.recompute_gelu = True
+    assert torch.equal(y1, y0)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert saved0 - saved1 >= 2 * 5 * 64  # the GELU output [2, 5, 64] is no longer kept

@@ -159,3 +159,16 @@ def test_doctor_text_names_the_precision_reason(capsys):
     assert main(["doctor", "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "precision auto on cpu ->" in text and native_bf16("cpu")[1] in text
+
+
+@pytest.mark.parametrize("hw, fastest_embed", [(AVX2, "onnx int8"), (AMX, "torch bf16")])
+def test_doctor_names_the_fastest_inference_for_the_machine(monkeypatch, hw, fastest_embed):
+    from echofm.runtime import report
+
+    monkeypatch.setattr(report, "detect", lambda refresh=False: hw)
+    result = report.machine_report("cpu")
+    assert result["commands"]["embed"]["fastest"].startswith(fastest_embed)
+    assert result["commands"]["predict"]["fastest"].startswith(fastest_embed)
+    assert result["commands"]["pretrain"]["fastest"] == f"torch {result['precision']['auto']}"  # no ONNX there
+    text = report.format_report(result)
+    assert ("fastest here: onnx int8" in text) == (hw is AVX2)

@@ -337,3 +337,104 @@ def test_study_speed_benchmark_runs_at_toy_size(bundle_dir, capsys):
     assert report["analysed"] == 2 and report["failed"] == 0
     assert {"read", "preprocess", "view", "phase", "write"} <= set(report["stage_s_per_clip"])
     assert '"s_per_clip"' in capsys.readouterr().out
+
+
+def test_ef_regressor_beat_by_beat_in_json_and_sr(study_out):
+    """Each apical clip's regressor EF is one value per beat (ED to the next ED of the LV
+    area curve), with mean and spread, beside the segmentation's; the SR holds them."""
+    summary = json.loads((study_out / "study.json").read_text())
+    [study] = summary["studies"]
+    apical = [c for c in study["clips"] if "ef" in c["routed_to"]]
+    assert apical
+    sr_values = _sr_numbers(pydicom.dcmread(study_out / study["sr"]))["Left Ventricular Ejection Fraction by US"]
+    for c in apical:
+        by_beat = c["ef_regressor_beats"]
+        assert by_beat["beats_from"] == "LV area curve"
+        assert c["ef_regressor"] == by_beat["ef_mean"]
+        assert by_beat["n_beats"] == len(by_beat["beats"]) == len(c["lv"]["ed_to_ed"])
+        if by_beat["n_beats"]:
+            efs = [b["ef"] for b in by_beat["beats"]]
+            assert [[b["ed"], b["next_ed"]] for b in by_beat["beats"]] == c["lv"]["ed_to_ed"]
+            assert by_beat["ef_mean"] == pytest.approx(np.mean(efs), abs=1e-3)
+            for b in by_beat["beats"]:
+                assert 0 <= b["window"][0] <= b["window"][1] < c["frames"]
+                assert b["ef"] in sr_values
+        else:
+            assert "no whole beat" in by_beat["note"]
+        assert c["ef_regressor"] in sr_values
+    assert study["measurements"]["ef_regressor"]["value"] in sr_values
+
+
+def test_ef_by_beat_runs_one_window_per_beat(bundle_dir, study_dir):
+    """ef_by_beat's EF of each beat is the regressor's output on the window centred on it."""
+    from echofm.io import read_clip
+    from echofm.predict import PredictConfig, run_model
+    from echofm.study.bundle import load_bundle
+    from echofm.study.pipeline import _preprocessed, ef_by_beat
+    from echofm.windows import beat_window, spec_for
+
+    model = load_bundle(bundle_dir).model("ef")
+    clip = _preprocessed(read_clip(sorted(study_dir.rglob("*.dcm"))[0]), model, {})
+    predict = PredictConfig(precision="fp32")
+    cycles = [[2, 20], [20, 40]]
+    result = ef_by_beat(model, clip, cycles, predict)
+    spec = spec_for(model.contract, clip.fps)
+    windows = np.stack([beat_window(len(clip.frames), spec, a, b) for a, b in cycles])
+    want = run_model(model, clip.frames, windows, precision="fp32").reshape(-1).numpy()
+    assert [b["ef"] for b in result["beats"]] == pytest.approx(want.tolist(), abs=1e-3)
+    assert [b["window"] for b in result["beats"]] == [[int(w[0]), int(w[-1])] for w in windows]
+    assert result["ef_sd"] == pytest.approx(float(np.std(want, ddof=1)), abs=1e-3)
+    # No whole beat: the mean over the clip's windows, and a note.
+    fallback = ef_by_beat(model, clip, [], predict)
+    assert fallback["n_beats"] == 0 and "no whole beat" in fallback["note"] and fallback["ef_mean"] is not None
+
+
+def test_each_model_preprocesses_as_its_contract_says(study_dir):
+    """Side and sector masking follow each model's own input contract; models that agree
+    share one preprocessed clip."""
+    from types import SimpleNamespace
+
+    from echofm.contract import InputContract
+    from echofm.io import read_clip
+    from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip
+    from echofm.study.pipeline import _preprocessed
+
+    raw = read_clip(sorted(study_dir.rglob("*.dcm"))[0])
+    masked = SimpleNamespace(contract=InputContract(num_frames=8, image_size=32, mask_sector=True))
+    masked_too = SimpleNamespace(contract=InputContract(num_frames=16, image_size=32, mask_sector=True, fps=15.0))
+    whole = SimpleNamespace(contract=InputContract(num_frames=8, image_size=48, mask_sector=False))
+    cache: dict = {}
+    a, b, c = (_preprocessed(raw, m, cache) for m in (masked, masked_too, whole))
+    assert a is b and len(cache) == 2
+    assert a.frames.shape[1:3] == (32, 32) and c.frames.shape[1:3] == (48, 48)
+    np.testing.assert_array_equal(c.frames, preprocess_clip(raw, PreprocessConfig(size=48, mask_sector=False)).frames)
+    np.testing.assert_array_equal(a.frames, preprocess_clip(raw, PreprocessConfig(size=32, mask_sector=True)).frames)
+    assert not np.array_equal(c.frames, preprocess_clip(raw, PreprocessConfig(size=48, mask_sector=True)).frames)
+
+
+def test_ed_to_ed_keeps_whole_cycles_only():
+    from echofm.study.beats import ed_to_ed
+
+    assert ed_to_ed([40, 2, 21, 90], 20.0) == [[2, 21], [21, 40]]  # 40 -> 90 is two cycles: a missed ED
+    assert ed_to_ed([5], 20.0) == []
+
+
+def test_sr_holds_the_regressor_ef_of_each_beat(tmp_path, study_dir):
+    """Per beat EF, mean and SD of the regressor, under its own algorithm name; valid DICOM."""
+    from echofm.study.deid import reference_header
+    from echofm.study.dicom_out import ClipMeasurements, write_measurement_report
+
+    header = reference_header(sorted(study_dir.rglob("*.dcm"))[0], False, None)
+    clip = ClipMeasurements(source=header, view="A4C", view_confidence=0.9, ef=55.0, ef_regressor=51.5,
+                            heart_rate=70.0, ef_regressor_beats=[50.25, 52.75], ef_regressor_sd=1.768)
+    path = write_measurement_report(tmp_path / "SR.dcm", header, [clip], {"ef": 55.0, "ef_regressor": 51.5},
+                                    hd.UID(), 999)
+    sr = pydicom.dcmread(path)
+    efs = _sr_numbers(sr)["Left Ventricular Ejection Fraction by US"]
+    assert sorted(efs) == sorted([55.0, 50.25, 52.75, 51.5, 1.768, 55.0, 51.5])
+    text = json.dumps(sr.to_json_dict())
+    assert "echofm EF regressor" in text and "Standard Deviation" in text
+    if shutil.which("dciodvfy"):
+        result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, errors

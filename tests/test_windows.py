@@ -93,3 +93,15 @@ def test_spec_for_takes_the_step_from_the_contract_and_flags_override():
     assert spec_for(c, 15.0).frame_step == 1
     assert spec_for(c, 50.0, window_step=3, max_windows=2) == WindowSpec(16, 3, window_step=3, max_windows=2)
     assert spec_for(c, 30.0, frame_step=1).frame_step == 1
+
+
+def test_beat_window_is_centred_on_the_beat_and_inside_the_video():
+    from echofm.windows import WindowSpec, beat_window
+
+    spec = WindowSpec(num_frames=8, frame_step=2)  # span 15 frames
+    w = beat_window(100, spec, 40, 60)
+    assert w[0] == 43 and w[-1] == 57 and (w[0] + w[-1]) / 2 == 50
+    assert beat_window(100, spec, 0, 10)[0] == 0  # clamped at the start
+    assert beat_window(100, spec, 90, 99)[-1] == 99 and beat_window(100, spec, 90, 99)[0] == 85  # and at the end
+    short = beat_window(10, spec, 2, 8)
+    assert short[0] == 0 and short.max() == 9 and len(short) == 8  # padded with the last frame

@@ -171,6 +171,16 @@ def centred_window(total: int, spec: WindowSpec) -> np.ndarray:
     return window_indices(total, spec, max(0, (total - spec.span) // 2))
 
 
+def beat_window(total: int, spec: WindowSpec, first: int, last: int) -> np.ndarray:
+    """The window centred on frames ``first`` .. ``last`` (one beat: an end-diastole to the
+    next), moved to lie inside the video; a video shorter than a window: from frame 0,
+    padded. A window spanning more than the beat holds all of it, one spanning less its
+    middle part."""
+    start = int(round((first + last) / 2 - (spec.span - 1) / 2))
+    start = min(max(0, start), max(0, total - spec.span))
+    return window_indices(total, spec, start)
+
+
 def labelled_window(total: int, spec: WindowSpec, frame: int, rng: random.Random) -> np.ndarray:
     """A random training window that holds ``frame`` (a labelled frame) as one of its frames."""
     step, span = spec.frame_step, spec.span

@@ -71,6 +71,10 @@ def _matmul_attention_is_faster(q: torch.Tensor) -> bool:
 
 
 class Mlp(nn.Module):
+    """fc2(GELU(fc1(x))). While training, the GELU's output is not kept for backward but
+    recomputed there from fc1's output (``_MlpRecomputedGelu``): the same values and
+    gradients, one hidden-size activation less per block held between forward and backward."""
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -78,7 +82,39 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (torch.is_grad_enabled() and self.recompute_gelu and not torch.is_autocast_enabled(x.device.type)
+                and x.requires_grad):
+            return _MlpRecomputedGelu.apply(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
         return self.fc2(self.act(self.fc1(x)))
+
+    # Class-wide switch (benchmarks compare both ways).
+    recompute_gelu = True
+
+
+class _MlpRecomputedGelu(torch.autograd.Function):
+    """fc2(gelu(fc1(x))) keeping x and fc1's output for backward, not the GELU's output:
+    backward recomputes it (one elementwise pass) for fc2's weight gradient."""
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, w2, b2):
+        h = F.linear(x, w1, b1)
+        ctx.save_for_backward(x, h, w1, w2)
+        return F.linear(F.gelu(h), w2, b2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, h, w1, w2 = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.shape[-1])
+        a = F.gelu(h).reshape(-1, h.shape[-1])
+        need = ctx.needs_input_grad
+        grad_w2 = g2.t().mm(a) if need[3] else None
+        grad_b2 = g2.sum(0) if need[4] else None
+        del a
+        grad_h = torch.ops.aten.gelu_backward(grad.matmul(w2), h)
+        gh = grad_h.reshape(-1, grad_h.shape[-1])
+        grad_w1 = gh.t().mm(x.reshape(-1, x.shape[-1])) if need[1] else None
+        grad_b1 = gh.sum(0) if need[2] else None
+        return grad_h.matmul(w1) if need[0] else None, grad_w1, grad_b1, grad_w2, grad_b2
 
 
 class DropPath(nn.Module):

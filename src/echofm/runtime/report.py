@@ -27,6 +27,15 @@ def _onnx_runtime() -> dict:
     return info
 
 
+def fastest_inference(backends: tuple[str, ...], device: str, native: bool, precision: str) -> str:
+    """The fastest way to run a command's model here at a cosine >= 0.99 to fp32, as measured
+    (docs/runtime.md): on a CPU without native bf16, ONNX Runtime's int8 copy where the
+    command offers ONNX; elsewhere torch in the precision ``auto`` picks."""
+    if "onnx" in backends and torch.device(device).type == "cpu" and not native:
+        return "onnx int8 (echofm export MODEL --format onnx --quantize int8; --backend onnx --model DIR/model.int8.onnx)"
+    return f"torch {precision}"
+
+
 def machine_report(device: str = "cpu", refresh: bool = True) -> dict:
     """A JSON-ready account of the machine and of each model command's choices on ``device``."""
     hw = detect(refresh=refresh)
@@ -40,7 +49,8 @@ def machine_report(device: str = "cpu", refresh: bool = True) -> dict:
         "threads": {"model": compute_threads(), "with_4_workers": compute_threads(4)},
         "onnx": _onnx_runtime(),
         "torch_compile": importlib.util.find_spec("torch._inductor") is not None,
-        "commands": {name: {"precision": precision, "backend": backends[0], "backends": list(backends)}
+        "commands": {name: {"precision": precision, "backend": backends[0], "backends": list(backends),
+                            "fastest": fastest_inference(backends, device, native, precision)}
                      for name, backends in MODEL_COMMANDS.items()},
     }
 
@@ -61,5 +71,7 @@ def format_report(report: dict) -> str:
     ]
     for name, choice in report["commands"].items():
         extra = f" (also: --backend {' '.join(choice['backends'][1:])})" if len(choice["backends"]) > 1 else ""
-        lines.append(f"  {name:<12} precision {choice['precision']:<5} backend {choice['backend']}{extra}")
+        fastest = choice.get("fastest", "")
+        hint = f"; fastest here: {fastest.split(' (')[0]}" if fastest.startswith("onnx") else ""
+        lines.append(f"  {name:<12} precision {choice['precision']:<5} backend {choice['backend']}{extra}{hint}")
     return "\n".join(lines)

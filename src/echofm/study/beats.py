@@ -20,8 +20,9 @@ def lv_beats(lv: np.ndarray, cycle_frames: Optional[float] = None,
     ``cycle_frames``: the cycle length when known (``analysis.phase``); else ES minima are
     searched at least a third of the clip apart. Returns the area curve (pixels; ``mm²``
     with ``pixel_spacing``), ``beats`` (``ed``, ``es`` frames, areas, volumes, ``ef``),
-    ``ef_mean``, ``ef_sd`` (over beats; 0 for one beat), ``n_beats``; when no whole beat is
-    visible, one EF from the largest and smallest areas with ``note`` saying so.
+    ``ef_mean``, ``ef_sd`` (over beats; 0 for one beat), ``n_beats``, ``ed_to_ed`` (the
+    whole cardiac cycles seen: ``[ed, next ed]`` pairs, see ``ed_to_ed``); when no whole
+    beat is visible, one EF from the largest and smallest areas with ``note`` saying so.
     """
     from echofm.analysis.phase import find_ed_es
     from echofm.tasks.ef import area_length_volume, ef_from_masks
@@ -33,12 +34,14 @@ def lv_beats(lv: np.ndarray, cycle_frames: Optional[float] = None,
     if pixel_spacing is not None:
         out["area_mm2"] = (areas * pixel_spacing[0] * pixel_spacing[1]).round(3).tolist()
     if areas.max() <= 0:
-        return {**out, "beats": [], "ef_mean": None, "ef_sd": None, "n_beats": 0, "note": "no LV segmented"}
+        return {**out, "beats": [], "ef_mean": None, "ef_sd": None, "n_beats": 0, "ed_to_ed": [],
+                "note": "no LV segmented"}
     from scipy.ndimage import uniform_filter1d
 
     curve = uniform_filter1d(areas, size=3, mode="nearest")  # one noisy frame must not make a beat
     cycle = cycle_frames if cycle_frames and cycle_frames >= 3 else max(3.0, T / 3.0)
     ed_frames, es_frames = find_ed_es(curve, cycle)
+    out["ed_to_ed"] = ed_to_ed(ed_frames, cycle)
     beats = []
     for es in es_frames:
         earlier = [ed for ed in ed_frames if ed < es and es - ed <= cycle]
@@ -60,3 +63,11 @@ def lv_beats(lv: np.ndarray, cycle_frames: Optional[float] = None,
     return {**out, "beats": beats, "ef_mean": round(float(efs.mean()), 3),
             "ef_sd": round(float(efs.std(ddof=1)) if len(efs) > 1 else 0.0, 3), "n_beats": len(beats),
             "ed_frames": [b["ed"] for b in beats], "es_frames": [b["es"] for b in beats]}
+
+
+def ed_to_ed(ed_frames, cycle_frames: float) -> list[list[int]]:
+    """Whole cardiac cycles: consecutive end-diastoles ``[ed, next ed]`` between half and
+    one and a half cycle lengths apart (a gap outside that is a missed or a spurious ED,
+    not one beat)."""
+    eds = sorted(int(e) for e in ed_frames)
+    return [[a, b] for a, b in zip(eds, eds[1:]) if 0.5 * cycle_frames <= b - a <= 1.5 * cycle_frames]

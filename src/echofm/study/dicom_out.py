@@ -111,6 +111,9 @@ class ClipMeasurements:
     ef: Optional[float] = None
     ef_regressor: Optional[float] = None
     heart_rate: Optional[float] = None
+    # The EF regressor beat by beat: one EF per beat, and their spread (SD; None: one beat or none).
+    ef_regressor_beats: Sequence[float] = ()
+    ef_regressor_sd: Optional[float] = None
 
 
 VIEW_CODES = {"A4C": ("399214001", "Apical four chamber view"), "A2C": ("399232001", "Apical two chamber view"),
@@ -128,7 +131,10 @@ def write_measurement_report(path: str | Path, study_header: Dataset, clips: Seq
                              model_name: str = ALGORITHM_NAME) -> Path:
     """An Enhanced SR holding a TID 1500 Measurement Report: one measurement group per
     contributing clip (its view, EF and heart rate, referring to the clip's instance) and
-    one for the study (``study_values``: ``ef``, ``heart_rate`` as weighted means).
+    one for the study (``study_values``: ``ef``, ``heart_rate``, ``ef_regressor`` as
+    weighted means). The EF regressor's values name their own algorithm ("... EF
+    regressor"): per clip its EF of each beat, their mean (derivation Mean) and standard
+    deviation (derivation Standard Deviation), beside the segmentation's EF.
 
     ``study_header`` is any of the study's reference headers (it gives the patient and
     study modules); returns ``path``.
@@ -140,12 +146,23 @@ def write_measurement_report(path: str | Path, study_header: Dataset, clips: Seq
     percent, bpm = _code("%", "UCUM", "percent"), _code("{H.B.}/min", "UCUM", "BPM")
     mean = _code("373098007", "SCT", "Mean")
     algorithm = hd.sr.AlgorithmIdentification(name=model_name[:64], version=_version())
+    regressor = hd.sr.AlgorithmIdentification(name=f"{model_name[:50]} EF regressor", version=_version())
+    sd = _code("386136009", "SCT", "Standard Deviation")
     groups = []
     for k, clip in enumerate(clips):
         measurements = []
         if clip.ef is not None:
             measurements.append(hd.sr.Measurement(name=ef_name, value=round(float(clip.ef), 3), unit=percent,
                                                   algorithm_id=algorithm))
+        for value in clip.ef_regressor_beats:
+            measurements.append(hd.sr.Measurement(name=ef_name, value=round(float(value), 3), unit=percent,
+                                                  algorithm_id=regressor))
+        if clip.ef_regressor is not None:
+            measurements.append(hd.sr.Measurement(name=ef_name, value=round(float(clip.ef_regressor), 3),
+                                                  unit=percent, derivation=mean, algorithm_id=regressor))
+        if clip.ef_regressor_sd is not None:
+            measurements.append(hd.sr.Measurement(name=ef_name, value=round(float(clip.ef_regressor_sd), 3),
+                                                  unit=percent, derivation=sd, algorithm_id=regressor))
         if clip.heart_rate is not None:
             measurements.append(hd.sr.Measurement(name=hr_name, value=round(float(clip.heart_rate), 3), unit=bpm,
                                                   algorithm_id=algorithm))
@@ -160,6 +177,9 @@ def write_measurement_report(path: str | Path, study_header: Dataset, clips: Seq
     if study_values.get("ef") is not None:
         study_measurements.append(hd.sr.Measurement(name=ef_name, value=round(float(study_values["ef"]), 3),
                                                     unit=percent, derivation=mean, algorithm_id=algorithm))
+    if study_values.get("ef_regressor") is not None:
+        study_measurements.append(hd.sr.Measurement(name=ef_name, value=round(float(study_values["ef_regressor"]), 3),
+                                                    unit=percent, derivation=mean, algorithm_id=regressor))
     if study_values.get("heart_rate") is not None:
         study_measurements.append(hd.sr.Measurement(name=hr_name, value=round(float(study_values["heart_rate"]), 3),
                                                     unit=bpm, derivation=mean, algorithm_id=algorithm))

@@ -127,17 +127,49 @@ def _task_prediction(bundle, role: str, raw, cache: dict, predict, timer):
 
     model = bundle.model(role)
     with timer("preprocess"):
-        clip = _preprocessed(raw, model.cfg.img_size, cache)
+        clip = _preprocessed(raw, model, cache)
     with timer(role):
         return model, predict_frames(model, clip.frames, clip.fps, predict).record["prediction"]
 
 
-def _preprocessed(raw, size: int, cache: dict):
+def _preprocessed(raw, model, cache: dict):
+    """The clip as ``model``'s input contract says it was trained on: its side, the sector
+    masked or the whole image kept. Its frames per clip and frame step are applied when the
+    clip is cut into windows (``predict.window_spec``, from the same contract). Models of
+    the bundle that share a side and a masking share one preprocessed clip."""
     from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip
 
-    if size not in cache:
-        cache[size] = preprocess_clip(raw, PreprocessConfig(size=size, mask_sector=True))
-    return cache[size]
+    contract = model.contract
+    key = (contract.image_size, contract.mask_sector)
+    if key not in cache:
+        cache[key] = preprocess_clip(raw, PreprocessConfig(size=contract.image_size, mask_sector=contract.mask_sector))
+    return cache[key]
+
+
+def ef_by_beat(model, clip, cycles: list, predict) -> dict:
+    """The EF regressor beat by beat, as EchoNet-Dynamic reports it: one model window per
+    beat (``cycles``: ``[ed, next ed]`` frame pairs of ``clip``, from the LV area curve),
+    centred on the beat (``windows.beat_window``) at the frame step of the model's
+    contract, one EF each, with their mean and spread. No whole beat: the mean over the
+    clip's windows (``predict.predict_frames``), with ``note`` saying so."""
+    from echofm.predict import predict_frames, run_model
+    from echofm.windows import beat_window, spec_for
+
+    if not cycles:
+        value = predict_frames(model, clip.frames, clip.fps, predict).record["prediction"]["value"]
+        return {"beats": [], "ef_mean": round(float(value), 3), "ef_sd": None, "n_beats": 0,
+                "method": "mean over the clip's windows",
+                "note": "no whole beat (ED to the next ED) in the clip: EF from the mean over its windows"}
+    total = len(clip.frames)
+    spec = spec_for(model.contract, clip.fps, frame_step=predict.frame_step)
+    windows = np.stack([beat_window(total, spec, a, b) for a, b in cycles])
+    values = run_model(model, clip.frames, windows, predict.batch_size, predict.device,
+                       predict.precision).reshape(-1).numpy().astype(np.float64)
+    beats = [{"ed": int(a), "next_ed": int(b), "window": [int(w[0]), int(w[-1])], "frame_step": spec.frame_step,
+              "ef": round(float(v), 3)} for (a, b), w, v in zip(cycles, windows, values)]
+    return {"beats": beats, "ef_mean": round(float(values.mean()), 3),
+            "ef_sd": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 3), "n_beats": len(beats),
+            "method": "one window per beat (ED to the next ED), centred on it"}
 
 
 def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Path, config: StudyConfig, timer,
@@ -156,7 +188,7 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
     cache: dict = {}
     view_model = bundle.model("view")
     with timer("preprocess"):
-        clip = _preprocessed(raw, view_model.cfg.img_size, cache)
+        clip = _preprocessed(raw, view_model, cache)
     with timer("view"):
         pred = predict_frames(view_model, clip.frames, clip.fps, predict).record["prediction"]
     record: dict = {"clip_id": clip_id, "frames": raw.num_frames, "fps": raw.fps,
@@ -182,7 +214,7 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
 
         model = bundle.model("segment")
         with timer("preprocess"):
-            seg_clip = _preprocessed(raw, model.cfg.img_size, cache)
+            seg_clip = _preprocessed(raw, model, cache)
         with timer("segment"):
             result = predict_frames(model, seg_clip.frames, seg_clip.fps, predict, seg_clip.pixel_spacing)
             lv_masks = result.masks == LV_CAVITY
@@ -197,8 +229,20 @@ def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Pat
                 write_lv_seg(dicom_dir / name, header, grid.astype(bool), hd.UID(), 900 + (instance.series_number or 0))
                 files["seg"] = f"dicom/{dicom_dir.name}/{name}"
     if "ef" in routes:
-        _, reg = _task_prediction(bundle, "ef", raw, cache, predict, timer)
-        record["ef_regressor"] = round(float(reg["value"]), 3)
+        model = bundle.model("ef")
+        with timer("preprocess"):
+            ef_clip = _preprocessed(raw, model, cache)
+        # Beats from the segmentation's LV area curve; without one, from the pixel cycle.
+        if "lv" in record:
+            cycles, beats_from = record["lv"].get("ed_to_ed", []), "LV area curve"
+        else:
+            from echofm.study.beats import ed_to_ed
+
+            cycles = ed_to_ed(phase.ed_frames or [], phase.cycle_frames) if phase.cycle_frames else []
+            beats_from = "pixel cycle (no segmentation model)"
+        with timer("ef"):
+            record["ef_regressor_beats"] = {**ef_by_beat(model, ef_clip, cycles, predict), "beats_from": beats_from}
+        record["ef_regressor"] = record["ef_regressor_beats"]["ef_mean"]
     if "disease" in routes:
         model, dis = _task_prediction(bundle, "disease", raw, cache, predict, timer)
         record["disease"] = {"target": model.spec.target, "label": dis.get("label"),
@@ -266,7 +310,8 @@ def aggregate(records: list[dict]) -> dict:
     add("ef", [(r["clip_id"], r.get("lv", {}).get("ef_mean"), conf(r)) for r in apical], "%",
         "LV segmentation, beat-by-beat area-length EF per clip, clips weighted by view confidence")
     add("ef_regressor", [(r["clip_id"], r.get("ef_regressor"), conf(r)) for r in apical], "%",
-        "EF regressor, mean over windows per clip, clips weighted by view confidence")
+        ("EF regressor beat by beat (one window per beat; a clip with no whole beat: mean over its windows), "
+         "mean per clip, clips weighted by view confidence"))
     add("heart_rate", [(r["clip_id"], r["phase"]["heart_rate_bpm"], conf(r)) for r in records], "bpm",
         "cycle length from pixel self-similarity, every cine, weighted by view confidence")
     parasternal = [r for r in records if "disease" in r]
@@ -416,10 +461,14 @@ def _write_sr(out: Path, sid: str, clips: list[dict], measurements: dict, invent
     for r in clips:
         inst = by_sop[r["sop_instance_uid"]]
         header = reference_header(inst.path, config.deidentify, uids)
+        by_beat = r.get("ef_regressor_beats") or {}
         entries.append(ClipMeasurements(source=header, view=r["view"]["label"], view_confidence=r["view"]["confidence"],
                                         ef=r.get("lv", {}).get("ef_mean"), ef_regressor=r.get("ef_regressor"),
-                                        heart_rate=r["phase"]["heart_rate_bpm"]))
+                                        heart_rate=r["phase"]["heart_rate_bpm"],
+                                        ef_regressor_beats=[b["ef"] for b in by_beat.get("beats", [])],
+                                        ef_regressor_sd=by_beat.get("ef_sd") if by_beat.get("n_beats", 0) > 1 else None))
     values = {"ef": (measurements.get("ef") or {}).get("value"),
+              "ef_regressor": (measurements.get("ef_regressor") or {}).get("value"),
               "heart_rate": (measurements.get("heart_rate") or {}).get("value")}
     path = out / "dicom" / sid / "SR.dcm"
     path.parent.mkdir(parents=True, exist_ok=True)
