@@ -79,12 +79,11 @@ def bundle_dir(tmp_path_factory) -> Path:
     """A complete phantom bundle with tiny settings (trains in well under a minute); shared
     by the study and serve tests."""
     from echofm.study import PhantomBundleConfig, phantom_bundle
+    from tests._downstream import TINY_ENCODER
 
-    tiny = dict(img_size=32, patch_size=8, num_frames=8, t_patch_size=2, embed_dim=32, depth=2, num_heads=2,
-                decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, pred_t_dim=4)
     out = tmp_path_factory.mktemp("bundle") / "b"
     phantom_bundle(out, PhantomBundleConfig(clips_per_view=10, size=64, frames=32, epochs=10, seg_epochs=10,
-                                            encoder=tiny, progress=False))
+                                            encoder=TINY_ENCODER, progress=False))
     return out
 
 

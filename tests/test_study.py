@@ -14,6 +14,7 @@ import pydicom
 import pytest
 
 from echofm.cli import main
+from tests._downstream import TINY_ENCODER
 
 hd = pytest.importorskip("highdicom")
 
@@ -297,7 +298,7 @@ def test_bundle_create_checks_roles(tmp_path, bundle_dir, capsys):
     bundle = load_bundle(out)
     assert bundle.roles == ["view", "segment"]
     entry = bundle.manifest["models"]["view"]
-    assert entry["contract"]["num_frames"] == TINY["num_frames"] and entry["training_data"]["data"]["train"] > 0
+    assert entry["contract"]["num_frames"] == TINY_ENCODER["num_frames"] and entry["training_data"]["data"]["train"] > 0
     assert entry["metrics"]["main_metric"]["name"] == "video.balanced_accuracy"
     with pytest.raises(EchoFMError, match="segment.*view|view.*segment"):
         create_bundle(tmp_path / "b3", {"view": bundle_dir / "segment", "ef": bundle_dir / "ef"})
