@@ -62,10 +62,13 @@ def test_its_log_is_the_whole_run_and_the_losses_fell():
     config = yaml.safe_load((reference_dir() / "config.yaml").read_text())
     assert len(rows) == config["steps"] and rows[-1]["step"] == config["steps"]
     assert config["precision"] == "fp32" and config["seed"] == 0 and config["frame_step"] == 1
-    tenth = max(1, len(rows) // 10)
-    first = sum(r["loss"] for r in rows[:tenth]) / tenth
-    last = sum(r["loss"] for r in rows[-tenth:]) / tenth
-    assert last < 0.85 * first
+    tenth = max(1, len(rows) // 10)  # single steps are noisy: compare the first and last tenths
+
+    def mean(part, key):
+        return sum(r[key] for r in part) / len(part)
+
+    assert mean(rows[-tenth:], "loss") < 0.95 * mean(rows[:tenth], "loss")
+    assert mean(rows[-tenth:], "recon") < 0.8 * mean(rows[:tenth], "recon")
 
 
 def test_the_recipe_as_written_reproduces_the_first_logged_losses(tmp_path):
