@@ -200,11 +200,16 @@ def test_phase_finds_ed_es_of_phantom_files(pipeline, tmp_path, capsys):
             assert abs(found["cycle_frames"] - true_cycle) < 0.25 * true_cycle
     capsys.readouterr()
     assert good >= 3, f"ED/ES within one frame on {good} of {len(labels)} clips"
-    # With a model the cycle is also read from the per-time-step embeddings.
-    out = tmp_path / "with_model"
-    assert main(["phase", str(pipeline / "raw" / labels[0]["filename"]), "--model", str(pipeline / "pre" / "model"),
-                 "--out", str(out)]) == 0
-    result = json.loads((out / "phase.json").read_text())
+    # With a model the cycle is also read from the per-time-step embeddings. The model took
+    # every 4th frame in training, so 48 frames are less than the two windows' span (128) the
+    # embedding reading needs: no cycle, and the note says so. At --frame-step 1 (32) it reads.
+    source, model = str(pipeline / "raw" / labels[0]["filename"]), str(pipeline / "pre" / "model")
+    assert main(["phase", source, "--model", model, "--out", str(tmp_path / "with_model")]) == 0
+    result = json.loads((tmp_path / "with_model" / "phase.json").read_text())
+    assert result["embeddings"]["frame_step"] == 4 and result["embeddings"]["cycle_frames"] is None
+    assert "two model windows' span (128 frames" in result["note"]
+    assert main(["phase", source, "--model", model, "--out", str(tmp_path / "every"), "--frame-step", "1"]) == 0
+    result = json.loads((tmp_path / "every" / "phase.json").read_text())
     assert result["embeddings"]["source"] == "embeddings" and len(result["embeddings"]["lag_profile"]) > 2
 
 

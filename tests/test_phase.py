@@ -93,3 +93,15 @@ def test_per_window_centring_and_frame_resolution_read_the_cycle_windows_hide():
     assert read.cycle_frames == pytest.approx(27.0, abs=1.0)
     assert read.heart_rate_bpm == pytest.approx(60 * 30 / 27, abs=3.0)
     assert raw.cycle_frames is None or abs(raw.cycle_frames - 27.0) > 1.0
+
+
+def test_a_stronger_second_beat_is_not_taken_for_the_cycle():
+    from echofm.analysis.phase import cycle_from_profile
+
+    # The shape the reference model gave on the real 120-frame cine: a weak first reprise at the
+    # 27-frame beat, a stronger one at two beats.
+    prof = np.interp(np.arange(80), [0, 10, 20, 27, 34, 45, 55, 60, 79],
+                     [1.0, 0.05, -0.32, -0.05, -0.53, -0.12, 0.55, -0.3, -0.3])
+    assert cycle_from_profile(prof, min_lag=4) == pytest.approx(55, abs=1.0)  # plain rule: the strong one
+    assert cycle_from_profile(prof, min_lag=4, subharmonic_share=0.2) == pytest.approx(27, abs=1.0)
+    assert cycle_from_profile(prof[:50], min_lag=4, subharmonic_share=0.2) == pytest.approx(27, abs=1.0)

@@ -111,6 +111,10 @@ def embedding_phase(model, frames: np.ndarray, fps: Optional[float], frame_step:
     every frame offset within one model time step (``windows.step_offset_windows``), so the
     cycle is read over frames; each window's steps are centred on their mean and padded steps
     dropped (``analysis.phase``'s docstring says why). The cycle is in source frames.
+
+    A video shorter than two windows' span (``2 x num_frames x frame_step`` frames) gets no
+    cycle: its windows all cover the same frames, so centring each step position over them
+    leaves only noise, whose peaks would read as a made-up cycle.
     """
     from echofm.analysis.phase import phase_from_step_samples, window_centred
     from echofm.windows import step_offset_windows
@@ -118,7 +122,7 @@ def embedding_phase(model, frames: np.ndarray, fps: Optional[float], frame_step:
     spec = spec_for(model.contract, fps, frame_step=frame_step, where=where)
     t_patch = model.cfg.t_patch_size
     windows, centres, valid = step_offset_windows(len(frames), spec, t_patch)
-    if not len(windows):
+    if len(frames) < 2 * spec.num_frames * spec.frame_step or not len(windows):
         return phase_from_step_samples(np.zeros(0), np.zeros((0, 1)), fps, frame_step=spec.frame_step), np.zeros((0, 0))
     steps = run_windows(lambda clips: model.embed(clips).frames, frames, windows, batch_size, device, precision,
                         size=model.cfg.img_size).numpy()

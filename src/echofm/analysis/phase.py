@@ -81,13 +81,18 @@ def cycle_length(similarity: np.ndarray, min_lag: int = 3, max_fraction: float =
     return cycle_from_profile(lag_profile(similarity), min_lag, max_fraction)
 
 
-def cycle_from_profile(prof: np.ndarray, min_lag: int = 3, max_fraction: float = 0.75) -> Optional[float]:
+def cycle_from_profile(prof: np.ndarray, min_lag: int = 3, max_fraction: float = 0.75,
+                       subharmonic_share: Optional[float] = None) -> Optional[float]:
     """Cycle length (in lags) from the first clear reprise of a lag profile ``prof[k]`` (the
     mean similarity at lag k, k = 0 .. T-1).
 
     The profile must dip and rise again within ``max_fraction`` of the span; the peak is
     refined to sub-step precision by a parabola through it and its neighbours. None when no
     cycle is visible.
+
+    subharmonic_share: also take an earlier, weaker peak (at least this share of the
+    strongest's prominence) when the strongest peak's lag is a whole multiple of it (within
+    10%): the strongest is then the second or third beat, not the cycle (an octave error).
     """
     prof = np.asarray(prof, dtype=np.float64)
     T = len(prof)
@@ -102,6 +107,14 @@ def cycle_from_profile(prof: np.ndarray, min_lag: int = 3, max_fraction: float =
     # may stand higher (slow probe or breathing drift), so do not simply take the highest.
     strongest = max(q for _, q in keep)
     k = next(p for p, q in keep if q >= 0.4 * strongest)
+    if subharmonic_share is not None:
+        top = max(keep, key=lambda pq: pq[1])[0]
+        for p, q in keep:
+            ratio = top / p
+            whole = round(ratio)
+            if p < k and q >= subharmonic_share * strongest and whole >= 2 and abs(ratio - whole) <= 0.1 * whole:
+                k = p
+                break
     if 0 < k < T - 1:
         a, b, c = prof[k - 1], prof[k], prof[k + 1]
         denom = a - 2 * b + c
@@ -253,7 +266,7 @@ def phase_from_step_samples(times: np.ndarray, embeddings: np.ndarray, fps: Opti
         return PhaseResult(cycle_frames=None, heart_rate_bpm=None, fps=fps, source="embeddings",
                            frame_step=frame_step)
     prof = sample_lag_profile(times - times.min(), embeddings)
-    cycle = cycle_from_profile(prof, min_lag=min_lag)
+    cycle = cycle_from_profile(prof, min_lag=min_lag, subharmonic_share=0.2)
     hr = 60.0 * fps / cycle if (cycle and fps) else None
     return PhaseResult(cycle_frames=cycle, heart_rate_bpm=hr, fps=fps, source="embeddings",
                        lag_profile=prof.round(5).tolist(), frame_step=frame_step)

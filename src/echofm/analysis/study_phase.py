@@ -46,6 +46,8 @@ def study_phase(source: str | Path, out: str | Path, model=None, size: int = 112
     if note:
         payload["note"] = note
     out.mkdir(parents=True, exist_ok=True)
+    if emb_sim is not None and not emb_sim.size:
+        emb_sim = None  # no embedding reading (too short a video): the figure shows the pixels only
     fig = phase_figure(clip.frames, result, motion_self_similarity(clip.frames), out / "phase.png",
                        emb_sim, title=src.name)
     payload["figure"] = fig.name
@@ -58,8 +60,7 @@ def no_cycle_note(payload: dict, model=None) -> Optional[str]:
 
     A cycle is only counted when the video shows it again: the lag profile must rise back
     within three quarters of the video, so a video shorter than about 1.33 cycles shows
-    none; and the embedding reading compares steps within a window (after centring each
-    window), so a video that fills a single window gives it little to compare.
+    none; and the embedding reading needs two model windows' span (``inference.embedding_phase``).
     """
     parts = [name for name in ("pixels", "embeddings") if name in payload and payload[name]["cycle_frames"] is None]
     if not parts:
@@ -74,8 +75,8 @@ def no_cycle_note(payload: dict, model=None) -> Optional[str]:
         text += f" (heart rates of at least {60.0 * fps / longest:.0f} bpm)"
     if "embeddings" in parts and model is not None:
         step = payload["embeddings"].get("frame_step") or 1
-        span = (model.cfg.num_frames - 1) * step + 1
-        if frames <= span:
-            text += (f"; it fits in one model window ({model.cfg.num_frames} frames, every {step}: {span} frames), "
-                     f"too short for the embeddings to see a beat repeat")
+        needed = 2 * model.cfg.num_frames * step
+        if frames < needed:
+            text += (f"; the embedding reading needs two model windows' span ({needed} frames: 2 x "
+                     f"{model.cfg.num_frames} frames every {step}), and this video fits in one model window")
     return text + "; a longer recording (two beats or more) is needed"
