@@ -150,11 +150,12 @@ def seeded_model(preset: str):
 # --- one measurement, in its own process -----------------------------------------------------
 
 def measure(preset: str, mode: str, engine: str, precision: str, batch: int, steps: int, device: str,
-            onnx_dir: str | None, save_to: str | None) -> dict:
-    """mode train|embed; engine torch|onnx-fp32|onnx-int8; precision fp32|bf16 (torch only)."""
+            onnx_dir: str | None, save_to: str | None, threads: int | None = None) -> dict:
+    """mode train|embed; engine torch|torch-checkpointing|onnx-fp32|onnx-int8; precision
+    fp32|bf16 (torch only); threads: torch's and ONNX Runtime's (None: echofm's default)."""
     from echofm.runtime import autocast, configure_threads
 
-    configure_threads()
+    threads = configure_threads(threads=threads)
     baseline = peak_mib(device)
     from echofm.config import preset as preset_config
 
@@ -165,7 +166,7 @@ def measure(preset: str, mode: str, engine: str, precision: str, batch: int, ste
     if engine.startswith("onnx"):
         from echofm.runtime.onnx import OnnxModel
 
-        model = OnnxModel(onnx_dir, quantized=engine == "onnx-int8", spinning=False)
+        model = OnnxModel(onnx_dir, quantized=engine == "onnx-int8", threads=threads, spinning=False)
         flops = None  # the same graph as torch's embedding: the driver takes torch's count
         seconds = median_seconds(lambda: model.embed(clips), steps, device, between=probe)
         video = model.embed(clips).video
@@ -229,7 +230,7 @@ def run_child(args, preset: str, mode: str, engine: str, precision: str, onnx_di
               save_to: str | None) -> dict:
     cmd = [sys.executable, __file__, "--_one", json.dumps({
         "preset": preset, "mode": mode, "engine": engine, "precision": precision, "batch": args.batch,
-        "steps": args.steps, "device": args.device, "onnx_dir": onnx_dir, "save_to": save_to})]
+        "steps": args.steps, "device": args.device, "onnx_dir": onnx_dir, "save_to": save_to, "threads": args.threads})]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode:
@@ -256,6 +257,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed calls per measurement (median)")
     ap.add_argument("--device", default="cpu", help="torch device")
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime measurements")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for torch and ONNX Runtime in every run (default: echofm's choice, the usable "
+                         "cores); 1 gives steadier figures on a machine shared with other work")
     ap.add_argument("--_one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._one:
@@ -266,6 +270,8 @@ def main() -> None:
     from echofm.runtime.backend import onnx_available
 
     hw = detect()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     auto = resolve_precision("auto", args.device, hw)
     peak = {"fp32": round(matmul_gflops(torch.float32, args.device), 1),
             "bf16": round(matmul_gflops(torch.bfloat16, args.device), 1)}
@@ -326,7 +332,7 @@ def main() -> None:
                         ratios["embed_vs_public"] = round(row["embed"]["clips_per_s"] / scaled, 2)
                     row["vs_public_code"] = ratios
                 runs.append(row)
-    print(json.dumps({"hardware": hw.to_dict(), "torch": torch.__version__, "device": args.device,
+    print(json.dumps({"hardware": hw.to_dict(), "torch": torch.__version__, "device": args.device, "threads": args.threads,
                       "precision_auto": auto, "matmul_gflops": peak, "batch": args.batch, "steps": args.steps,
                       "load_average": os.getloadavg(), "runs": runs, "public_code_reference": public,
                       "goals": goals(runs, hw.cpu_bf16 if args.device == "cpu" else auto == "bf16")}, indent=1))

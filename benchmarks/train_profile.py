@@ -7,7 +7,7 @@ movement, optimizer, other) in ms per step and as a share, with the ten most exp
 operators. Self time (not total) so nested calls are not counted twice: ``aten::linear``
 shows almost nothing of its own, its ``aten::addmm`` carries the matmul.
 
-    python benchmarks/train_profile.py [--preset echofm-small] [--batch 4] [--steps 3] [--embed]
+    python benchmarks/train_profile.py [--preset echofm-small] [--batch 4] [--steps 3] [--embed] [--threads 1]
 
 ``--embed`` profiles the embedding call (inference mode) instead of a training step.
 """
@@ -68,7 +68,7 @@ def native_bf16() -> bool:
     return bool(detect().cpu_bf16)
 
 
-def profile(preset: str, batch: int, steps: int, precision: str, embed: bool) -> dict:
+def profile(preset: str, batch: int, steps: int, precision: str, embed: bool, threads: int | None = None) -> dict:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     from echofm import load_model
@@ -76,7 +76,7 @@ def profile(preset: str, batch: int, steps: int, precision: str, embed: bool) ->
     from echofm.runtime import autocast, configure_threads
     from echofm.train.optim import adamw
 
-    threads = configure_threads()
+    threads = configure_threads(threads=threads)
     torch.manual_seed(0)
     model = load_model(preset)
     cfg = preset_config(preset)
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--allow-emulated-bf16", action="store_true",
                     help="profile bf16 even where the CPU only emulates it (about 100x slower)")
     ap.add_argument("--embed", action="store_true", help="profile the embedding call instead of a training step")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: echofm's choice, the usable cores); 1 is steadier on a shared machine")
     args = ap.parse_args(argv)
     native = native_bf16()
     wanted = args.precision or (["fp32", "bf16"] if native else ["fp32"])
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         if precision == "bf16" and not native and not args.allow_emulated_bf16:
             skipped.append({"precision": "bf16", "reason": "the CPU has no native bf16 (emulated, about 100x slower)"})
             continue
-        runs.append(profile(args.preset, args.batch, args.steps, precision, args.embed))
+        runs.append(profile(args.preset, args.batch, args.steps, precision, args.embed, args.threads))
     from echofm.runtime import detect
 
     hw = detect()

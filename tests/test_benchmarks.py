@@ -49,3 +49,18 @@ def test_model_speed_goal_table_reads_the_small_preset():
     assert goals["embed_best_vs_public"]["backend"] == "torch-bf16" and goals["embed_best_vs_public"]["met"]
     assert not goals["train_bf16_vs_public"]["met"]
     assert speed.goals(runs, native_bf16=False)["embed_best_vs_public"]["goal"] == 2.0
+
+
+def test_train_profile_groups_a_step_by_operator_class(capsys):
+    profile = load("train_profile")
+    assert profile.op_class("aten::addmm") == "matmul" and profile.op_class("aten::_fused_adamw_") == "optimizer"
+    assert profile.op_class("aten::gelu_backward") == "elementwise_and_norm"
+    assert profile.op_class("aten::copy_") == "data_movement"
+    assert profile.op_class("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    report = profile.main(["--preset", "echofm-tiny", "--batch", "1", "--steps", "1", "--threads", "1",
+                           "--precision", "fp32"])
+    [run] = report["runs"]
+    assert run["mode"] == "train" and run["threads"] == 1 and run["clips_per_s"] > 0
+    assert abs(sum(run["by_class_share"].values()) - 1.0) < 0.01
+    assert run["by_class_ms"]["matmul"] > 0 and run["by_class_ms"]["optimizer"] > 0
+    assert '"by_class_share"' in capsys.readouterr().out

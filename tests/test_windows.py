@@ -99,8 +99,10 @@ def test_beat_window_is_centred_on_the_beat_and_inside_the_video():
     from echofm.windows import WindowSpec, beat_window
 
     spec = WindowSpec(num_frames=8, frame_step=2)  # span 15 frames
-    w = beat_window(100, spec, 40, 60)
-    assert w[0] == 43 and w[-1] == 57 and (w[0] + w[-1]) / 2 == 50
+    w = beat_window(100, spec, 44, 54)  # a beat shorter than the window: centred on it
+    assert w[0] == 42 and w[-1] == 56 and (w[0] + w[-1]) / 2 == 49
+    w = beat_window(100, spec, 40, 70)  # a longer beat: from its ED, holding ED and systole
+    assert w[0] == 40 and w[-1] == 54
     assert beat_window(100, spec, 0, 10)[0] == 0  # clamped at the start
     assert beat_window(100, spec, 90, 99)[-1] == 99 and beat_window(100, spec, 90, 99)[0] == 85  # and at the end
     short = beat_window(10, spec, 2, 8)

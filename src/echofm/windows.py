@@ -172,11 +172,15 @@ def centred_window(total: int, spec: WindowSpec) -> np.ndarray:
 
 
 def beat_window(total: int, spec: WindowSpec, first: int, last: int) -> np.ndarray:
-    """The window centred on frames ``first`` .. ``last`` (one beat: an end-diastole to the
-    next), moved to lie inside the video; a video shorter than a window: from frame 0,
-    padded. A window spanning more than the beat holds all of it, one spanning less its
-    middle part."""
-    start = int(round((first + last) / 2 - (spec.span - 1) / 2))
+    """The window of one beat, frames ``first`` .. ``last`` (an end-diastole to the next):
+    centred on it when the window spans the whole beat; else starting at its first frame, so
+    that it holds the end-diastole and the systole after it (what an EF is read from),
+    not the beat's middle. Moved to lie inside the video; a video shorter than a window:
+    from frame 0, padded."""
+    if spec.span >= last - first + 1:
+        start = int(round((first + last) / 2 - (spec.span - 1) / 2))
+    else:
+        start = first
     start = min(max(0, start), max(0, total - spec.span))
     return window_indices(total, spec, start)
 

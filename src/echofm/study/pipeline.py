@@ -149,8 +149,9 @@ def _preprocessed(raw, model, cache: dict):
 def ef_by_beat(model, clip, cycles: list, predict) -> dict:
     """The EF regressor beat by beat, as EchoNet-Dynamic reports it: one model window per
     beat (``cycles``: ``[ed, next ed]`` frame pairs of ``clip``, from the LV area curve),
-    centred on the beat (``windows.beat_window``) at the frame step of the model's
-    contract, one EF each, with their mean and spread. No whole beat: the mean over the
+    at the frame step of the model's contract, placed by ``windows.beat_window`` (centred
+    on the beat when it spans it, else from the beat's ED), one EF each, with their mean
+    and spread. No whole beat: the mean over the
     clip's windows (``predict.predict_frames``), with ``note`` saying so."""
     from echofm.predict import predict_frames, run_model
     from echofm.windows import beat_window, spec_for
@@ -169,7 +170,7 @@ def ef_by_beat(model, clip, cycles: list, predict) -> dict:
               "ef": round(float(v), 3)} for (a, b), w, v in zip(cycles, windows, values)]
     return {"beats": beats, "ef_mean": round(float(values.mean()), 3),
             "ef_sd": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 3), "n_beats": len(beats),
-            "method": "one window per beat (ED to the next ED), centred on it"}
+            "method": "one window per beat (ED to the next ED): centred on a beat it spans, else from the beat's ED"}
 
 
 def analyse_clip(instance: Instance, clip_id: str, bundle: Bundle, clip_dir: Path, config: StudyConfig, timer,
