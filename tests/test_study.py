@@ -439,3 +439,24 @@ def test_sr_holds_the_regressor_ef_of_each_beat(tmp_path, study_dir):
         result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
         errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
         assert not errors, errors
+
+
+def test_clip_summary_reads_both_efs_beat_by_beat():
+    """The one clip summary (report.html and the serve page) shows the regressor's EF beat
+    by beat as it shows the segmentation's: mean, SD, each beat; one beat has no spread."""
+    from echofm.study.report import clip_facts
+
+    record = {"clip_id": "c" * 32, "frames": 90, "fps": 30.0,
+              "view": {"label": "A4C", "confidence": 0.9, "probabilities": {"A4C": 0.9, "A2C": 0.1}},
+              "phase": {"heart_rate_bpm": 60.0, "cycle_frames": 30.0},
+              "lv": {"beats": [{"ef": 55.0}], "ef_mean": 55.0, "ef_sd": 0.0, "n_beats": 1},
+              "ef_regressor": 50.0,
+              "ef_regressor_beats": {"beats": [{"ef": 48.0}, {"ef": 52.0}], "ef_mean": 50.0, "ef_sd": 2.828,
+                                     "n_beats": 2}}
+    facts = dict(clip_facts(record))
+    assert facts["EF (segmentation)"] == "55.0 % from 1 beat (no spread)"
+    assert facts["EF (regressor)"].startswith("50.0 % ± 2.8")
+    assert "over 2 beats [48.0, 52.0]" in facts["EF (regressor)"]
+    record["ef_regressor_beats"] = {"beats": [], "ef_mean": 47.0, "ef_sd": None, "n_beats": 0,
+                                    "note": "no whole beat"}
+    assert dict(clip_facts(record))["EF (regressor)"] == "47.0 % (no whole beat)"

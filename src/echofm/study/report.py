@@ -35,6 +35,19 @@ def _fmt(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _beat_ef(by_beat: dict) -> str:
+    """An EF read beat by beat (segmentation or regressor): mean, spread and each beat's
+    value; one beat shows no spread; no whole beat shows the value with its note."""
+    if by_beat.get("n_beats", 0) > 1:
+        beats = ", ".join(f"{b['ef']:.1f}" for b in by_beat["beats"])
+        return f"{_fmt(by_beat['ef_mean'])} % ± {_fmt(by_beat['ef_sd'])} (SD) over {by_beat['n_beats']} beats [{beats}]"
+    if by_beat.get("n_beats") == 1:  # one beat has no spread to show
+        return f"{_fmt(by_beat['ef_mean'])} % from 1 beat (no spread)"
+    if by_beat.get("ef_mean") is not None:
+        return f"{_fmt(by_beat['ef_mean'])} % ({by_beat.get('note', 'no whole beat')})"
+    return f"– ({by_beat.get('note', 'no EF')})"
+
+
 def clip_facts(record: dict) -> list[tuple[str, str]]:
     """One clip's summary as (label, plain text) rows, in the order shown."""
     view = record["view"]
@@ -51,19 +64,11 @@ def clip_facts(record: dict) -> list[tuple[str, str]]:
         facts.append(("heart rate", f"{phase['heart_rate_bpm']:.1f} bpm (cycle {cycle} frames)"))
     else:
         facts.append(("heart rate", "– (no whole cycle found)"))
-    lv = record.get("lv")
-    if lv:
-        if lv.get("n_beats", 0) > 1:
-            beats = ", ".join(f"{b['ef']:.1f}" for b in lv["beats"])
-            facts.append(("EF (segmentation)", f"{_fmt(lv['ef_mean'])} % ± {_fmt(lv['ef_sd'])} (SD) over "
-                                               f"{lv['n_beats']} beats [{beats}]"))
-        elif lv.get("n_beats") == 1:  # one beat has no spread to show
-            facts.append(("EF (segmentation)", f"{_fmt(lv['ef_mean'])} % from 1 beat (no spread)"))
-        elif lv.get("ef_mean") is not None:
-            facts.append(("EF (segmentation)", f"{_fmt(lv['ef_mean'])} % ({lv.get('note', 'no whole beat')})"))
-        else:
-            facts.append(("EF (segmentation)", f"– ({lv.get('note', 'no EF')})"))
-    if record.get("ef_regressor") is not None:
+    if record.get("lv"):
+        facts.append(("EF (segmentation)", _beat_ef(record["lv"])))
+    if record.get("ef_regressor_beats"):
+        facts.append(("EF (regressor)", _beat_ef(record["ef_regressor_beats"])))
+    elif record.get("ef_regressor") is not None:
         facts.append(("EF (regressor)", f"{_fmt(record['ef_regressor'])} %"))
     if "disease" in record:
         d = record["disease"]
