@@ -134,15 +134,23 @@ def _task_prediction(bundle, role: str, raw, cache: dict, predict, timer):
 
 def _preprocessed(raw, model, cache: dict):
     """The clip as ``model``'s input contract says it was trained on: its side, the sector
-    masked or the whole image kept. Its frames per clip and frame step are applied when the
-    clip is cut into windows (``predict.window_spec``, from the same contract). Models of
-    the bundle that share a side and a masking share one preprocessed clip."""
-    from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip
+    masked or the whole image kept (``contract.sector_masking``). Its frames per clip and
+    frame step are applied when the clip is cut into windows (``predict.window_spec``, from
+    the same contract). Models of the bundle that share a side and a masking share one
+    preprocessed clip."""
+    from echofm.contract import sector_masking
 
     contract = model.contract
-    key = (contract.image_size, contract.mask_sector)
+    return _preprocessed_at(raw, contract.image_size, sector_masking(contract), cache)
+
+
+def _preprocessed_at(raw, size: int, mask_sector: bool, cache: dict):
+    """``raw`` preprocessed to ``size`` pixels, sector-masked or not, made once per clip."""
+    from echofm.preprocess.transforms import PreprocessConfig, preprocess_clip
+
+    key = (size, mask_sector)
     if key not in cache:
-        cache[key] = preprocess_clip(raw, PreprocessConfig(size=contract.image_size, mask_sector=contract.mask_sector))
+        cache[key] = preprocess_clip(raw, PreprocessConfig(size=size, mask_sector=mask_sector))
     return cache[key]
 
 
@@ -273,7 +281,7 @@ def _cine(path: Path, raw, cache: dict, masks: Optional[np.ndarray]) -> str:
     maps blended in (``predict.write_overlay_video``, the one overlay renderer), as H.264."""
     from echofm.predict import write_overlay_video
 
-    frames = _preprocessed(raw, CINE_SIZE, cache).frames
+    frames = _preprocessed_at(raw, CINE_SIZE, True, cache).frames  # masked: no burned-in text shown
     labels = masks if masks is not None else np.zeros(frames.shape[:3], np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_overlay_video(path, frames, labels, raw.fps, size=CINE_SIZE)
