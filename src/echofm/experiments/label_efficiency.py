@@ -1,5 +1,9 @@
 """The label-efficiency study as library code: does a pretrained encoder need fewer labels?
 
+It runs over 420 lines because the study is one unit: its config, the data of both
+held-out sets, the two arms per task and mode, and the summary with intervals belong
+together; the statistics and the figures already live in `analysis/`.
+
 ``run_label_efficiency(LabelEfficiencyConfig(...)) -> LabelEfficiencyResult``. Two arms, the
 pretrained encoder and the same architecture at random initialisation (with ``init=None``
 the very weights pretraining started from), are adapted with the same recipe and the same
