@@ -16,13 +16,10 @@ from pathlib import Path
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The CPU's model name as `echofm doctor` reads it (else the platform's name)."""
+    from echofm.runtime.hardware import detect
+
+    return detect().cpu_model or platform.processor() or "unknown"
 
 
 def main(argv=None) -> dict:

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_speed import cpu_name  # noqa: E402
+from study_speed import add_exam_options, cpu_name, exam_and_bundle  # noqa: E402
 
 
 def _free_port() -> int:
@@ -55,10 +55,7 @@ def _timed_upload(client, body: bytes, name: str, timeout: float = 1800.0) -> di
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--bundle", default=None, help="model bundle (default: train a small phantom bundle first)")
-    p.add_argument("--clips", type=int, default=40, help="clips in the phantom study")
-    p.add_argument("--size", type=int, default=112, help="phantom frame side in pixels")
-    p.add_argument("--frames", type=int, default=48, help="frames per phantom clip")
+    add_exam_options(p)
     p.add_argument("--precision", default="auto", help="precision the worker runs the models at")
     a = p.parse_args(argv)
 
@@ -66,23 +63,15 @@ def main(argv=None) -> dict:
     import uvicorn
     from pydicom.data import get_testdata_file
 
-    from echofm.phantom import PhantomConfig
-    from echofm.phantom.export import write_study
     from echofm.serve import ServeConfig, create_app
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        bundle = a.bundle
-        if bundle is None:
-            from echofm.study import PhantomBundleConfig, phantom_bundle
-
-            bundle = phantom_bundle(tmp / "bundle", PhantomBundleConfig(clips_per_view=12, size=64, frames=32,
-                                                                        epochs=8, seg_epochs=8, progress=False))
-        write_study(tmp / "exam", a.clips, seed=1, config=PhantomConfig(size=a.size, num_frames=a.frames))
+        exam_dir, bundle = exam_and_bundle(tmp, a)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted((tmp / "exam").rglob("*.dcm")):
-                zf.write(path, path.relative_to(tmp / "exam").as_posix())
+            for path in sorted(exam_dir.rglob("*.dcm")):
+                zf.write(path, path.relative_to(exam_dir).as_posix())
         exam = buffer.getvalue()
         cine = Path(get_testdata_file("color3d_jpeg_baseline.dcm")).read_bytes()
 

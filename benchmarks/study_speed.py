@@ -18,41 +18,52 @@ from pathlib import Path
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The CPU's model name as `echofm doctor` reads it (else the platform's name)."""
+    from echofm.runtime.hardware import detect
+
+    return detect().cpu_model or platform.processor() or "unknown"
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__)
+def add_exam_options(p: argparse.ArgumentParser) -> None:
+    """The phantom exam and bundle options this benchmark shares with serve_speed.py."""
     p.add_argument("--bundle", default=None, help="model bundle (default: train a small phantom bundle first)")
     p.add_argument("--clips", type=int, default=40, help="clips in the phantom exam")
     p.add_argument("--size", type=int, default=112, help="phantom frame side in pixels")
     p.add_argument("--frames", type=int, default=48, help="frames per clip")
+
+
+def exam_and_bundle(tmp: Path, a: argparse.Namespace) -> tuple[Path, Path]:
+    """The phantom exam (tmp/exam) and the bundle to analyse it with: ``a.bundle``, or a
+    small phantom bundle trained first in tmp/bundle."""
+    from echofm.phantom import PhantomConfig
+    from echofm.phantom.export import write_study
+    from echofm.study import PhantomBundleConfig, phantom_bundle
+
+    bundle = a.bundle
+    if bundle is None:
+        bundle = phantom_bundle(tmp / "bundle", PhantomBundleConfig(clips_per_view=12, size=64, frames=32,
+                                                                    epochs=8, seg_epochs=8, progress=False))
+    write_study(tmp / "exam", a.clips, seed=1, config=PhantomConfig(size=a.size, num_frames=a.frames))
+    return tmp / "exam", Path(bundle)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__)
+    add_exam_options(p)
     p.add_argument("--no-dicom", action="store_true", help="do not write SEG and SR")
     a = p.parse_args(argv)
 
     import torch
 
     from echofm.batch import BatchOptions
-    from echofm.phantom import PhantomConfig
-    from echofm.phantom.export import write_study
-    from echofm.study import PhantomBundleConfig, StudyConfig, phantom_bundle, run_study
+    from echofm.study import StudyConfig, run_study
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        bundle = a.bundle
-        if bundle is None:
-            bundle = phantom_bundle(tmp / "bundle", PhantomBundleConfig(clips_per_view=12, size=64, frames=32,
-                                                                        epochs=8, seg_epochs=8, progress=False))
-        write_study(tmp / "exam", a.clips, seed=1, config=PhantomConfig(size=a.size, num_frames=a.frames))
+        exam, bundle = exam_and_bundle(tmp, a)
         load_before = os.getloadavg()
         start, cpu_start = time.perf_counter(), time.process_time()
-        run = run_study(tmp / "exam", bundle, tmp / "out", StudyConfig(dicom=not a.no_dicom),
+        run = run_study(exam, bundle, tmp / "out", StudyConfig(dicom=not a.no_dicom),
                         BatchOptions(progress=False))
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         study = run.studies[0]
