@@ -37,12 +37,14 @@ def main(argv=None) -> dict:
     p.add_argument("--init", default=None, help="pretrained model source (default: pretrain echofm-tiny here)")
     p.add_argument("--pretrain-steps", type=int, default=None,
                    help=f"pretraining steps without --init (default {defaults.pretrain_steps})")
+    p.add_argument("--pretrain-clips", type=int, default=None,
+                   help=f"distinct phantom clips pretraining draws from, without --init (default {defaults.pretrain_clips})")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--quiet", action="store_true", help="print only the JSON")
     a = p.parse_args(argv)
 
     values = dict(QUICK) if a.quick else {}
-    for name in ("tasks", "modes", "ks", "seeds", "steps", "init", "pretrain_steps", "threads"):
+    for name in ("tasks", "modes", "ks", "seeds", "steps", "init", "pretrain_steps", "pretrain_clips", "threads"):
         if getattr(a, name) is not None:
             values[name] = getattr(a, name)
     config = LabelEfficiencyConfig(out=a.out, **values)

@@ -9,6 +9,7 @@ import json
 import math
 from html.parser import HTMLParser
 from pathlib import Path
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -110,7 +111,43 @@ def test_summary_has_every_figure_for_both_arms(quick_demo):
     # The references are measured too: the training-mean EF, the majority view, pixels alone.
     assert _finite(s["probes"]["ef_ridge"]["reference"]["mae"])
     assert 0 <= s["probes"]["view_ridge"]["reference"]["accuracy"] <= 1
-    assert s["pretraining"]["steps"] == s["config"]["steps"]
+    # The default demo loads the shipped reference model: its own pretraining log is summarised,
+    # the phantoms follow its input contract, and the random arm starts from its pretraining seed.
+    from echofm.model import load_model
+
+    reference = load_model("echofm-tiny-phantom")
+    assert s["config"]["pretrain"] is False and s["pretraining"]["source"] == "echofm-tiny-phantom"
+    assert (s["config"]["size"], s["config"]["fps"]) == (reference.contract.image_size, reference.contract.fps)
+    logged = (quick_demo.out / "pretrain" / "metrics.jsonl").read_text().splitlines()
+    assert s["pretraining"]["steps"] == len([line for line in logged if '"loss"' in line]) > 100
+    assert s["pretraining"]["random_init_seed"] == 0  # recipe.sh pretrains with --seed 0
+
+
+def test_demo_can_pretrain_here_instead(tmp_path):
+    pytest.importorskip("pydicom.data")
+    out = tmp_path / "out"
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["demo", "--quick", "--pretrain", "--size", "64", "--clips", "8", "--test-clips", "4",
+                   "--out", str(out), "--workers", "1"])
+    s = json.loads((out / "demo_summary.json").read_text())
+    assert rc == 0 and s["config"]["pretrain"] and s["config"]["size"] == 64
+    assert s["pretraining"]["steps"] == s["config"]["steps"] == demo.QUICK["steps"]
+    assert s["pretraining"]["random_init_seed"] == s["config"]["seed"]
+    assert (out / "pretrain" / "model").is_dir() and (out / "pretrain" / "report.html").is_file()
+    assert {r["task"] for r in s["comparison"]} == {"ef", "view", "segment", "ed_es"}
+
+
+def test_loaded_model_sets_size_and_fps_and_a_clash_is_named(tmp_path):
+    parser = build_parser()
+    for flags, words in ((["--size", "64"], "--size 64: echofm-tiny-phantom takes 80 px"),
+                         (["--fps", "30"], "--fps 30: echofm-tiny-phantom was pretrained on clips at 15 fps")):
+        cfg = demo_command.build_config(parser.parse_args(["demo", "--quick", "--out", str(tmp_path / "o"), *flags]))
+        with pytest.raises(ValueError, match=words):
+            demo.run_demo(cfg, say=lambda line: None)
+        assert not (tmp_path / "o").exists()  # refused before anything was written
+    cfg = demo_command.build_config(parser.parse_args(["demo", "--quick", "--init", "echofm-tiny"]))
+    with pytest.raises(ValueError, match="states no frame rate"):
+        demo.run_demo(replace(cfg, out=str(tmp_path / "o")), say=lambda line: None)
 
 
 def test_printed_tables_match_the_json(quick_demo):
@@ -192,11 +229,11 @@ def test_options_have_help_and_quick_keeps_explicit_sizes():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["demo"]
     options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
-    assert {"out", "seed", "clips", "test_clips", "steps", "size", "quick"} <= {a.dest for a in options}
+    assert {"out", "seed", "init", "pretrain", "clips", "test_clips", "steps", "size", "quick"} <= {a.dest for a in options}
     assert all(a.help and len(a.help) > 10 for a in options)
     args = parser.parse_args(["demo", "--quick", "--steps", "9"])
     cfg = demo_command.build_config(args)
-    assert cfg.steps == 9 and cfg.clips == demo.QUICK["clips"] and cfg.size == demo.QUICK["size"]
+    assert cfg.steps == 9 and cfg.clips == demo.QUICK["clips"] and cfg.size is None  # None: the model's
     full = demo_command.build_config(parser.parse_args(["demo"]))
     assert full.steps == demo.DemoConfig().steps
     with pytest.raises(ValueError, match="multiple of 16"):

@@ -85,6 +85,10 @@ def test_quick_benchmark_writes_every_cell_with_intervals(quick):
     assert len(lines) == len(summary["runs"]) == len(TASKS) * len(MODES) * len(HELDOUT_SETS) * 2 * 2
     page = (out / "label_efficiency.html").read_text()
     assert "Synthetic phantoms, not clinical data" in page and "no clear difference" in page
+    # The encoder pretrained here states the frame rate its clips were made at (its contract).
+    from echofm.model import load_model
+
+    assert load_model(out / "pretrain" / "model").contract.fps == pytest.approx(summary["config"]["fps"])
     for name in summary["figures"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and name in page or name.startswith("arms_")
 

@@ -315,3 +315,26 @@ def test_mlp_recomputed_gelu_same_gradients_less_saved():
     for a, b in zip(g1, g0):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert saved0 - saved1 >= 2 * 5 * 64  # the GELU output [2, 5, 64] is no longer kept
+
+
+def test_embedding_centering_gives_the_periodic_losses_a_gradient_at_collapse():
+    # Step embeddings that share one dominant vector (as at random init) plus a small
+    # phase-dependent part: uncentred, every cosine is ~1, the triplet sits at its margin and
+    # the gradient is tiny; centred over time (embed_center_alpha=1), the phase part decides.
+    clips = periodic_clips(2, 8, 32, periods=[4])
+    T = tiny().cfg.t_grid_size
+    phase = torch.randn(2, T, 8) * 0.01
+    common = torch.zeros(2, 1, 8)
+    common[..., 0] = 10.0
+    grads = {}
+    for alpha in (0.0, 1.0):
+        model = tiny(embed_center_alpha=alpha)
+        frames = (common + phase).clone().requires_grad_(True)
+        triplet, cycle, _ = model.contrastive_loss(clips, frames)
+        (triplet + cycle).backward()
+        grads[alpha] = (float(triplet), float(frames.grad.norm()))
+    assert abs(grads[0.0][0] - model.cfg.triplet_margin) < 1e-3  # collapsed: triplet = margin
+    assert abs(grads[1.0][0] - model.cfg.triplet_margin) > 0.05  # centred: the phase part decides
+    assert grads[1.0][1] > 100 * grads[0.0][1]
+    with pytest.raises(ValueError, match="embed_center_alpha"):
+        ModelConfig(embed_center_alpha=2.0)

@@ -50,6 +50,12 @@ class ModelConfig:
     cycle_weight: float = 1.0
     cycle_tau: float = 0.1
     prior_center_alpha: float = 1.0
+    # Removes this times each clip's temporal mean step embedding before the cycle variant's
+    # cosine similarities, as the pixel prior removes the static anatomy. 0 is the public
+    # code. Why: at random init the steps' projector outputs share one dominant vector
+    # (cosine ~0.998 between steps), where the cosine has almost no gradient, so the periodic
+    # losses can stay at their collapsed values (triplet = margin) for a whole short run.
+    embed_center_alpha: float = 0.0
     paper_margin: float = 1.0
 
     def __post_init__(self) -> None:
@@ -78,6 +84,7 @@ class ModelConfig:
              f"contrastive {self.contrastive!r} not in cycle/paper/none")
         need(self.phase_prior in ("pixel", "embedding"), f"phase_prior {self.phase_prior!r} not in pixel/embedding")
         need(0.0 <= self.mask_ratio < 1.0, f"mask_ratio {self.mask_ratio} not in [0, 1)")
+        need(0.0 <= self.embed_center_alpha <= 1.0, f"embed_center_alpha {self.embed_center_alpha} not in [0, 1]")
         need(self.cycle_tau > 0, f"cycle_tau {self.cycle_tau} must be > 0")
 
     # Derived sizes -------------------------------------------------------------------

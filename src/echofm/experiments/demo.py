@@ -8,7 +8,11 @@ What ``echofm demo`` (and ``make demo``) runs, each step a library call:
 2. prepare (``preprocess.prepare.prepare``): sector masking, cropping, de-identification
    into clip caches, then the de-identification audit (``experiments.deid_audit``) and a
    frame before and after;
-3. pretrain (``train.pretrain.pretrain``): echofm-tiny on the training cache, no labels;
+3. the pretrained encoder: by default the reference model shipped in the package
+   (``echofm-tiny-phantom``, pretrained once by ``echofm/data/reference/recipe.sh``), or any
+   ``init`` source; with ``pretrain`` echofm-tiny is pretrained here on the training cache
+   (``train.pretrain.pretrain``), no labels. The phantoms follow the model's input contract
+   (its size and frame rate);
 4. the comparison, two arms, the pretrained encoder and the same encoder at its random
    initialisation (the weights pretraining started from): each fully fine-tuned with the same
    recipe and budget on ``compare_k`` labelled phantoms for EF, view and LV segmentation (ED/ES
@@ -18,11 +22,16 @@ What ``echofm demo`` (and ``make demo``) runs, each step a library call:
    features, EF and view ridge probes), beside references computed once (training-mean EF,
    majority view, ED/ES from pixels alone);
 5. the real apical 4-chamber cine of pydicom-data (``analysis.study_phase``);
-6. reports: the pretraining run's page, ``DIR/report.html`` and ``DIR/demo_summary.json``.
+6. reports: the pretraining run's page (its log and config, also for a loaded model), ``DIR/report.html`` and ``DIR/demo_summary.json``.
 
 Every figure is measured in this run and reported whichever way it comes out; a gain whose
 interval contains 0 reads "no clear difference". The data are synthetic phantoms, not clinical
 data, and the report says so first.
+
+It runs 450 lines because the demo is one sequence whose steps share its config and folder:
+data, the pretrained encoder (loaded under its input contract, or pretrained here), the
+comparison and the real cine; the probes and the report live in ``demo_probes`` and
+``demo_report``.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -50,12 +59,14 @@ class DemoConfig:
 
     out: str = "demo_out"
     seed: int = 0
+    init: str = "echofm-tiny-phantom"
+    pretrain: bool = False
     clips: int = 96
     test_clips: int = 40
     frames: int = 40
-    fps: float = 15.0
+    fps: Optional[float] = None
     phantom_size: int = 128
-    size: int = 80
+    size: Optional[int] = None
     steps: int = 500
     batch_size: int = 8
     lr: float = 5e-4
@@ -65,19 +76,25 @@ class DemoConfig:
 
     def validate(self) -> "DemoConfig":
         """Raise ``ValueError`` naming the setting when the run could not work."""
-        if self.size % 16:
+        if self.size is not None and self.size % 16:
             raise ValueError(f"size {self.size}: must be a multiple of 16 (the patch size)")
         if self.clips < 8 or self.test_clips < 4:
             raise ValueError("clips must be at least 8 and test_clips at least 4")
         if self.compare_k < 4 or self.compare_steps < 1:
             raise ValueError("compare_k must be at least 4 and compare_steps at least 1")
-        if self.clips < self.batch_size:
+        if self.pretrain and self.clips < self.batch_size:
             raise ValueError(f"clips {self.clips} is smaller than one pretraining batch ({self.batch_size})")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps {self.fps}: must be positive")
         return self
 
 
+# With pretrain, what size and fps default to (without it they come from the model's input contract).
+PRETRAIN_SIZE, PRETRAIN_FPS = 80, 15.0
+
+
 # The --quick preset: a smoke test of every step in about a minute (too short to learn anything).
-QUICK = dict(clips=16, test_clips=8, frames=24, phantom_size=96, size=64, steps=6, batch_size=4, compare_k=4,
+QUICK = dict(clips=16, test_clips=8, frames=24, phantom_size=96, steps=6, batch_size=4, compare_k=4,
              compare_steps=2)
 
 
@@ -124,21 +141,34 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
 
     cfg = config.validate()
     out = Path(cfg.out)
-    prepare_out(out)
     steps = _Steps(7, say)
+    loaded = None
+    if not cfg.pretrain:
+        # Loaded before anything is written: a wrong --init or --size fails at once.
+        loaded = load_model(cfg.init).eval()
+        cfg = _follow_contract(cfg, loaded)
+    else:
+        cfg = replace(cfg, size=cfg.size or PRETRAIN_SIZE, fps=cfg.fps or PRETRAIN_FPS)
+    prepare_out(out)
     summary: dict = {"config": asdict(cfg)}
     phantoms, cache = out / "phantoms", out / "cache"
 
     with steps.step("synth", "synthetic echo",
-                    f"{cfg.clips} training + {cfg.test_clips} held-out phantom DICOM cines"):
+                    f"{cfg.clips} training + {cfg.test_clips} held-out phantom DICOM cines at {cfg.fps:g} fps"):
         _synth(cfg, phantoms)
-    with steps.step("prepare", "prepare", "sector masking, crop, de-identification"):
+    with steps.step("prepare", "prepare", f"sector masking, crop to {cfg.size} px, de-identification"):
         summary["data"] = _prepare(cfg, phantoms, cache, out / "figures", say)
-    with steps.step("pretrain", "pretrain", f"echofm-tiny at {cfg.size} px, {cfg.steps} steps"):
-        summary["pretraining"] = _pretrain(cfg, cache / "train", out / "pretrain")
-
-    pretrained = load_model(out / "pretrain" / "model").eval()
-    arms = {"pretrained": pretrained, "random": random_init_model(pretrained.cfg, cfg.seed)}
+    if cfg.pretrain:
+        with steps.step("pretrain", "pretrain", f"echofm-tiny at {cfg.size} px, {cfg.steps} steps"):
+            summary["pretraining"] = _pretrain(cfg, cache / "train", out / "pretrain")
+        pretrained, start_seed = load_model(out / "pretrain" / "model").eval(), cfg.seed
+    else:
+        with steps.step("pretrain", "pretrained encoder", f"{cfg.init} (pretrained before the demo; "
+                        "--pretrain pretrains here instead)"):
+            summary["pretraining"], start_seed = _loaded_pretraining(cfg.init, out / "pretrain", cfg.seed)
+        pretrained = loaded
+    summary["pretraining"]["random_init_seed"] = start_seed
+    arms = {"pretrained": pretrained, "random": random_init_model(pretrained.cfg, start_seed)}
     index = _phantom_index(phantoms, cache)
     references = reference_figures(index)
     probes: dict = {}
@@ -155,7 +185,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
     with steps.step("report", "report"):
         from echofm.analysis.report import build_run_report
 
-        build_run_report(out / "pretrain", "echofm demo: pretraining")
+        build_run_report(out / "pretrain", "echofm demo: pretraining" if cfg.pretrain
+                         else f"echofm demo: how {cfg.init} was pretrained")
         summary["table"] = figure_table(summary)
         summary["timing_s"] = {**steps.seconds, "total": round(time.time() - steps.t0, 1)}
         summary["cpu_s"] = {**steps.cpu_seconds, "total": round(_cpu_seconds() - steps.cpu0, 1)}
@@ -307,6 +338,57 @@ def _pretrain(cfg: DemoConfig, data: Path, run: Path) -> dict:
         "frame_step": 1, "model.img_size": cfg.size, "workers": 1, "checkpoint_every": 0, "seed": cfg.seed})
     pretrain(config)
     return pretraining_summary(run)
+
+
+def _follow_contract(cfg: DemoConfig, model) -> DemoConfig:
+    """The demo's phantoms made as the loaded model's input contract says: its image size and
+    frame rate. An explicit size or fps that disagrees is an error naming both."""
+    contract = model.contract
+    size, fps = contract.image_size, contract.fps
+    if cfg.size is not None and cfg.size != size:
+        raise ValueError(f"--size {cfg.size}: {cfg.init} takes {size} px clips (its input contract); "
+                         f"leave --size out, or pass --pretrain to pretrain at {cfg.size} px here")
+    if fps is None:
+        raise ValueError(f"{cfg.init}: its input contract states no frame rate, so the demo cannot make its "
+                         "phantoms as it was trained; pass --pretrain, or a model pretrained by echofm")
+    if cfg.fps is not None and abs(cfg.fps - fps) > 1e-6:
+        raise ValueError(f"--fps {cfg.fps:g}: {cfg.init} was pretrained on clips at {fps:g} fps (its input "
+                         "contract); leave --fps out, or pass --pretrain")
+    if cfg.frames < contract.num_frames:
+        raise ValueError(f"--frames {cfg.frames}: {cfg.init} reads {contract.num_frames}-frame clips")
+    return replace(cfg, size=size, fps=fps)
+
+
+def _pretraining_run(init: str) -> Optional[Path]:
+    """The folder holding the pretraining log and config of a model source, when known: the
+    package's folder for a shipped reference model, RUN for a run's RUN/model."""
+    from echofm.model.reference import REFERENCE_MODELS, reference_dir
+
+    if init in REFERENCE_MODELS:
+        return reference_dir()
+    path = Path(init)
+    for run in (path, path.parent):
+        if (run / "metrics.jsonl").is_file() and (run / "config.yaml").is_file():
+            return run
+    return None
+
+
+def _loaded_pretraining(init: str, copy_to: Path, seed: int) -> tuple[dict, int]:
+    """(summary, seed) of a loaded model's pretraining: its log's losses and the seed its
+    pretraining started from (the random arm is the model at that seed), its config and log
+    copied to ``copy_to`` for the report. Without a known run: the demo's own seed, said."""
+    import yaml
+
+    run = _pretraining_run(init)
+    copy_to.mkdir(parents=True, exist_ok=True)
+    if run is None:
+        return {"source": init, "log": None, "random_init_note": "the pretraining's seed is unknown: the random "
+                "arm is the architecture initialised under the demo's seed"}, seed
+    for name in ("config.yaml", "metrics.jsonl"):
+        shutil.copyfile(run / name, copy_to / name)
+    config = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    info = {"source": init, "log": str(run / "metrics.jsonl"), **pretraining_summary(run)}
+    return info, int(config.get("seed", 0))
 
 
 def pretraining_summary(run: Path) -> dict:

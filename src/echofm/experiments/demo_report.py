@@ -73,7 +73,10 @@ def write_report(out: Path, summary: dict) -> Path:
     cfg = summary["config"]
     rep.paragraph("Synthetic phantoms, not clinical data. Every figure below was measured in this run "
                   f"({summary['timing_s']['total']:.0f} s) on generated echo clips with exact ground truth.")
-    rep.paragraph(f"Phantom DICOM cines -> echofm prepare -> echofm-tiny pretrained for {cfg['steps']} steps at "
+    made = (f"echofm-tiny pretrained here for {cfg['steps']} steps" if cfg.get("pretrain", True) else
+            f"the pretrained encoder {cfg['init']} ({summary['pretraining'].get('steps', '?')} pretraining steps, "
+            "made before the demo)")
+    rep.paragraph(f"Phantom DICOM cines at {cfg['fps']:g} fps -> echofm prepare -> {made} at "
                   f"{cfg['size']} px -> the same encoder pretrained and at its random initialisation (the weights "
                   f"pretraining started from), each fully fine-tuned with the same recipe and budget -> frozen-"
                   f"feature probes -> the real apical 4-chamber cine of pydicom-data.")

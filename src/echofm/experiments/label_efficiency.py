@@ -88,8 +88,8 @@ class LabelEfficiencyConfig:
     batch_size: int = 8
     blr: Optional[float] = None
     init: Optional[str] = None
-    pretrain_steps: int = 300
-    pretrain_clips: int = 256
+    pretrain_steps: int = 2000
+    pretrain_clips: int = 1024
     pretrain_lr: float = 5e-4
     pretrain_seed: int = 0
     heldout_sets: list[str] = field(default_factory=lambda: list(HELDOUT_SETS))
@@ -183,6 +183,14 @@ def _pool_of(task: str) -> str:
 
 # --- the arms --------------------------------------------------------------------------------
 
+class _GeneratedClips(list):
+    """Phantom clips generated once, with ``fps``, the frame rate inside them."""
+
+    def __init__(self, clips: list, fps: float):
+        super().__init__(clips)
+        self.fps = fps
+
+
 def pretrain_arms(config: LabelEfficiencyConfig, out: Path) -> tuple[dict, dict]:
     """(arms, info): ``{"pretrained": EchoFM, "random": EchoFM}``. With ``config.init`` the
     pretrained model is loaded and the random arm is the same architecture freshly
@@ -211,7 +219,9 @@ def pretrain_arms(config: LabelEfficiencyConfig, out: Path) -> tuple[dict, dict]
     torch.manual_seed(cfg.seed)  # what pretrain() does before building the model
     random_init = EchoFM(cfg.model).eval()
     source = PhantomClips(config.pretrain_clips, cfg.model, cfg.seed, cfg.frame_step)
-    result = pretrain(cfg, dataset=[source[i] for i in range(len(source))])
+    # Generated once (not every epoch); the frame rate travels with them, so the pretrained
+    # model's input contract states the rate its clips were made at.
+    result = pretrain(cfg, dataset=_GeneratedClips([source[i] for i in range(len(source))], source.fps))
     history = [h for h in result.history if "loss" in h]
     info = {"init": None, "steps": config.pretrain_steps, "clips": config.pretrain_clips, "frame_step": frame_step,
             "loss_first": history[0]["loss"] if history else None, "loss_last": history[-1]["loss"] if history else None,

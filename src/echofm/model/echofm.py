@@ -322,7 +322,10 @@ class EchoFM(nn.Module):
         if c.contrastive == "paper":
             triplet, active = periodic.paper_triplet_loss(frames.float(), c.paper_margin)
             return triplet, zero, active
-        embed_sim = periodic.cosine_self_similarity(frames.float())
+        steps = frames.float()
+        if c.embed_center_alpha:
+            steps = steps - c.embed_center_alpha * steps.mean(dim=1, keepdim=True)
+        embed_sim = periodic.cosine_self_similarity(steps)
         if c.phase_prior == "pixel":
             prior = periodic.pixel_cycle_prior(clips, c.t_grid_size, c.prior_center_alpha)
         else:
