@@ -15,7 +15,7 @@ DESCRIPTION = (
     "initialisation on the same labelled phantoms for EF, view, LV segmentation and ED/ES and "
     "compare them on held-out phantoms with 95% intervals, and probe their frozen features; measure the cycle length and heart rate "
     "of the real apical 4-chamber cine in pydicom-data; write DIR/report.html, "
-    "DIR/demo_summary.json and print a table of every figure. About 10 minutes on a 2-core CPU "
+    "DIR/demo_summary.json and print a table of every figure. About 4 minutes on an idle 2-core CPU "
     "with the defaults; --quick takes about a minute (too short for pretraining to help).")
 
 SIZE_HELP = {

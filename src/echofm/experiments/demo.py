@@ -71,7 +71,7 @@ class DemoConfig:
     batch_size: int = 8
     lr: float = 5e-4
     compare_k: int = 32
-    compare_steps: int = 40
+    compare_steps: int = 120
     workers: int = 2
 
     def validate(self) -> "DemoConfig":
