@@ -362,13 +362,13 @@ def _follow_contract(cfg: DemoConfig, model) -> DemoConfig:
 def _pretraining_run(init: str) -> Optional[Path]:
     """The folder holding the pretraining log and config of a model source, when known: the
     package's folder for a shipped reference model, RUN for a run's RUN/model."""
-    from echofm.model.reference import REFERENCE_MODELS, reference_dir
+    from echofm.model.reference import REFERENCE_MODELS, RUN_FILES, reference_dir
 
     if init in REFERENCE_MODELS:
         return reference_dir()
     path = Path(init)
     for run in (path, path.parent):
-        if (run / "metrics.jsonl").is_file() and (run / "config.yaml").is_file():
+        if all((run / name).is_file() for name in RUN_FILES):
             return run
     return None
 
@@ -384,7 +384,9 @@ def _loaded_pretraining(init: str, copy_to: Path, seed: int) -> tuple[dict, int]
     if run is None:
         return {"source": init, "log": None, "random_init_note": "the pretraining's seed is unknown: the random "
                 "arm is the architecture initialised under the demo's seed"}, seed
-    for name in ("config.yaml", "metrics.jsonl"):
+    from echofm.model.reference import RUN_FILES
+
+    for name in RUN_FILES:
         shutil.copyfile(run / name, copy_to / name)
     config = yaml.safe_load((run / "config.yaml").read_text()) or {}
     info = {"source": init, "log": str(run / "metrics.jsonl"), **pretraining_summary(run)}
