@@ -39,22 +39,38 @@ def main(argv=None) -> dict:
                    help=f"pretraining steps without --init (default {defaults.pretrain_steps})")
     p.add_argument("--pretrain-clips", type=int, default=None,
                    help=f"distinct phantom clips pretraining draws from, without --init (default {defaults.pretrain_clips})")
+    p.add_argument("--pretrain-presets", nargs="+", default=None, metavar="PRESET",
+                   help="phantom presets of the pretraining clips, taken in turn, without --init "
+                        f"(default {defaults.pretrain_presets}; the labelled clips are always 'default')")
+    p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a pretraining config field as `echofm pretrain --set` takes it, without --init "
+                        "(e.g. --pretrain-set model.embed_center_alpha=1)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--quiet", action="store_true", help="print only the JSON")
     a = p.parse_args(argv)
 
     values = dict(QUICK) if a.quick else {}
-    for name in ("tasks", "modes", "ks", "seeds", "steps", "init", "pretrain_steps", "pretrain_clips", "threads"):
+    for name in ("tasks", "modes", "ks", "seeds", "steps", "init", "pretrain_steps", "pretrain_clips",
+                 "pretrain_presets", "threads"):
         if getattr(a, name) is not None:
             values[name] = getattr(a, name)
+    if a.pretrain_set:
+        from echofm.train.config import parse_value
+
+        bad = [item for item in a.pretrain_set if "=" not in item]
+        if bad:
+            p.error(f"--pretrain-set {bad[0]}: expected KEY=VALUE")
+        values["pretrain_options"] = {k.strip(): parse_value(v) for k, v in (i.split("=", 1) for i in a.pretrain_set)}
     config = LabelEfficiencyConfig(out=a.out, **values)
     result = run_label_efficiency(config, say=(lambda line: None) if a.quiet else print)
     report = {"cpu": cpu_name(), "threads": config.threads, "out": str(result.out),
               "config": result.summary["config"], "pretraining": result.summary["pretraining"],
               "timing_s": result.summary["timing_s"],
               "cells": [{k: c[k] for k in ("task", "metric", "mode", "k", "heldout", "pretrained_mean", "random_mean",
-                                           "gain_mean", "gain_ci95_seeds", "gain_ci95_clips", "verdict")}
-                        for c in result.cells]}
+                                           "pretrained_within_2", "random_within_2", "gain_mean", "gain_ci95_seeds",
+                                           "gain_ci95_clips", "verdict") if k in c}
+                        for c in result.cells],
+              "pixel_rule": result.summary["pixel_rule"]}
     print(json.dumps(report, indent=1))
     return report
 

@@ -202,8 +202,9 @@ def test_random_arm_is_the_weights_pretraining_started_from(tmp_path):
                "--workers", "0", "--checkpoint-every", "0", "--seed", "7", "--no-progress"])
     assert rc == 0
     trained = load_model(run / "model")
-    start = demo.random_init_model(trained.cfg, 7)
-    other = demo.random_init_model(trained.cfg, 8)
+    start = demo.random_arm(trained, 7)
+    other = demo.random_arm(trained, 8)
+    assert start.contract == trained.contract  # both arms read the same windows
     for (name, a), b, c in zip(trained.state_dict().items(), start.state_dict().values(), other.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
     assert any(not torch.allclose(a, c) for a, c in zip(start.state_dict().values(), other.state_dict().values()))

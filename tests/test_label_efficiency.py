@@ -70,7 +70,7 @@ def test_quick_benchmark_writes_every_cell_with_intervals(quick):
     summary = json.loads((out / "label_efficiency.json").read_text())
     cells = summary["cells"]
     assert {(c["task"], c["mode"], c["heldout"]) for c in cells} == {
-        (t, m, h) for t in TASKS for m in MODES for h in HELDOUT_SETS}
+        (t, m, h) for t in TASKS for m in MODES for h in HELDOUT_SETS} | {("ed_es", "steps", h) for h in HELDOUT_SETS}
     assert len(report["cells"]) == len(cells) and report["cpu"]
     for c in cells:
         assert (c["metric"], c["higher_is_better"]) == METRICS[c["task"]] and c["seeds"] == [0, 1]
@@ -82,7 +82,22 @@ def test_quick_benchmark_writes_every_cell_with_intervals(quick):
         assert (c["verdict"] != NO_CLEAR_DIFFERENCE) == clear, c
     # Every run is in the incremental log too, one line each.
     lines = (out / "runs.jsonl").read_text().splitlines()
-    assert len(lines) == len(summary["runs"]) == len(TASKS) * len(MODES) * len(HELDOUT_SETS) * 2 * 2
+    phase = 3 * len(HELDOUT_SETS) * 2  # ED/ES from step embeddings: pretrained, random and the pixel rule, 2 seeds
+    assert len(lines) == len(summary["runs"]) == len(TASKS) * len(MODES) * len(HELDOUT_SETS) * 2 * 2 + phase
+    # ED/ES cells state the share of events within 2 frames; the pixel-rule comparison has
+    # a row per held-out set with a verdict that follows its intervals.
+    for c in cells:
+        if c["task"] == "ed_es":
+            assert 0.0 <= c["pretrained_within_2"] <= 1.0 and 0.0 <= c["random_within_2"] <= 1.0
+    assert [c["heldout"] for c in summary["pixel_rule"]] == list(HELDOUT_SETS)
+    for c in summary["pixel_rule"]:
+        lo, hi = c["gain_ci95_clips"]
+        slo, shi = c["gain_ci95_seeds"]
+        assert lo <= c["gain_mean"] + 1e-9 or lo <= hi
+        assert (c["verdict"] == "pixel rule better") == (hi < 0 and shi < 0) and c["at_least_as_good"] == (
+            c["verdict"] != "pixel rule better")
+        assert c["gain_mean"] == pytest.approx(c["pixels_mean"] - c["steps_mean"])
+    assert "pixel rule" in (out / "label_efficiency.html").read_text()
     page = (out / "label_efficiency.html").read_text()
     assert "Synthetic phantoms, not clinical data" in page and "no clear difference" in page
     # The encoder pretrained here states the frame rate its clips were made at (its contract).
@@ -106,6 +121,15 @@ def test_same_seed_same_machine_gives_identical_scores_and_figures(tmp_path):
     assert [r["clip_scores"] for r in first["runs"]] == [r["clip_scores"] for r in second["runs"]]
     assert first["cells"] == second["cells"]
     assert first_png.keys() == second_png.keys() and all(first_png[k] == second_png[k] for k in first_png)
+
+
+def test_within_share_counts_inner_events_within_two_frames():
+    from echofm.experiments.label_efficiency import within_share
+
+    truth = {"ed": [0, 5, 15], "es": [10]}  # frames 0 and 15 are clip edges of a 16-frame clip: not scored
+    assert within_share([[truth, {"ed": [7], "es": [10]}]], 16) == pytest.approx(1.0)  # 2 and 0 frames off
+    assert within_share([[truth, {"ed": [8], "es": []}]], 16) == pytest.approx(0.0)  # 3 off, ES missed
+    assert within_share([[truth, {"ed": [5], "es": [13]}], [truth, {"ed": [9], "es": [10]}]], 16) == pytest.approx(0.5)
 
 
 def test_cells_of_a_stopped_study_skip_a_cell_with_one_arm():

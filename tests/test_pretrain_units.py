@@ -109,12 +109,26 @@ def test_mask_noise_depends_only_on_seed_epoch_index():
 @pytest.mark.parametrize("spec, match", [
     ("synth:zero", "synth:N with N a positive integer"),
     ("synth:0", "positive integer"),
+    ("synth:4:clinical", "unknown phantom preset clinical"),
+    ("synth:4:default:shifted", "synth:N:PRESET"),
 ])
 def test_bad_synth_spec(spec, match):
     from echofm.train.data import DataSpecError, resolve_spec
 
     with pytest.raises(DataSpecError, match=match):
         resolve_spec(spec, preset("tiny"), 0)
+
+
+def test_synth_spec_with_presets_takes_them_in_turn():
+    from echofm.train.data import resolve_spec
+
+    cfg = preset("tiny").replace(img_size=32, num_frames=4)
+    mixed = resolve_spec("synth:4:default+shifted", cfg, 0, frame_step=4)
+    plain = resolve_spec("synth:4", cfg, 0, frame_step=4)
+    assert [p.depth_scale for p in mixed.phantoms] == [1.0, 1.25] and len(plain.phantoms) == 1
+    # Even clips are the plain source's clips; odd ones come from the shifted preset.
+    assert torch.equal(mixed[0], plain[0]) and torch.equal(mixed[2], plain[2])
+    assert not torch.equal(mixed[1], plain[1])
 
 
 def test_missing_and_empty_data_dirs_are_named(tmp_path):

@@ -35,6 +35,10 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
+MODE_TITLE = {"full": "full fine-tuning", "probe": "frozen linear probe",
+              "steps": "ED/ES from frozen step embeddings (ridge probe)"}
+
+
 def curves_figure(cells: list[dict], mode: str, out: Path) -> Path:
     """One panel per task: each arm's mean score over seeds against k (log scale), a line per
     held-out set, the 95% t interval over seeds as a band (none from one seed)."""
@@ -61,7 +65,7 @@ def curves_figure(cells: list[dict], mode: str, out: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     seeds = sorted({s for c in mine for s in c["seeds"]})
-    fig.suptitle(f"label efficiency, {'full fine-tuning' if mode == 'full' else 'frozen linear probe'}: "
+    fig.suptitle(f"label efficiency, {MODE_TITLE.get(mode, mode)}: "
                  f"mean over {len(seeds)} seed(s), band = 95% t interval over seeds (synthetic phantoms)", fontsize=10)
     fig.tight_layout()
     return _save(fig, out)
@@ -69,7 +73,7 @@ def curves_figure(cells: list[dict], mode: str, out: Path) -> Path:
 
 def write_figures(summary: dict, out: Path) -> list[Path]:
     """``label_efficiency_MODE.png`` for each mode of the study's cells."""
-    modes = sorted({c["mode"] for c in summary["cells"]}, key=lambda m: ("full", "probe").index(m))
+    modes = sorted({c["mode"] for c in summary["cells"]}, key=list(MODE_TITLE).index)
     return [curves_figure(summary["cells"], mode, Path(out) / f"label_efficiency_{mode}.png") for mode in modes]
 
 
@@ -105,12 +109,32 @@ seeds) the interval over seeds both exclude 0 on that side.</p>
 <table><tr><th>task</th><th>metric</th><th>mode</th><th>k</th><th>held-out</th><th>pretrained</th>
 <th>random init</th><th>gain</th><th>gain 95% CI (seeds)</th><th>gain 95% CI (clips)</th><th>verdict</th></tr>
 {rows}</table>
+{_pixel_rule_table(summary.get("pixel_rule", []))}
 <p>Pretraining: {e(str(summary.get('pretraining')))}</p>
 <p>Seconds: {e(str(summary.get('timing_s')))}</p>
 </body></html>
 """
     write_text_atomic(path, text)
     return Path(path)
+
+
+def _pixel_rule_table(cells: list[dict]) -> str:
+    """The bar's ED/ES line: the pretrained step embeddings against the pixel rule."""
+    if not cells:
+        return ""
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{c['k']}</td><td>{e(c['heldout'])}</td><td>{_num(c['steps_mean'], 2)}</td>"
+        f"<td>{_num(c['pixels_mean'], 2)}</td><td>{_num(c['steps_within_2'])}</td><td>{_num(c['pixels_within_2'])}</td>"
+        f"<td>{_num(c['gain_mean'], 2)}</td><td>{_ci(c['gain_ci95_seeds'])}</td><td>{_ci(c['gain_ci95_clips'])}</td>"
+        f"<td>{e(c['verdict'])}</td></tr>" for c in cells)
+    return f"""<h2>ED/ES: pretrained step embeddings against the pixel rule</h2>
+<p>Frame error (mean absolute, frames) of ED/ES from a ridge probe of the pretrained encoder's frozen step
+embeddings, fitted on the k labelled clips, and from the pixel rule (no model, no labels); "within 2" is the
+share of true events found within 2 frames. Gain: positive means the step embeddings did better.</p>
+<table><tr><th>k</th><th>held-out</th><th>step embeddings</th><th>pixel rule</th><th>within 2 (steps)</th>
+<th>within 2 (pixels)</th><th>gain</th><th>gain 95% CI (seeds)</th><th>gain 95% CI (clips)</th><th>verdict</th></tr>
+{rows}</table>"""
 
 
 def arms_figure(runs: list[dict], out: Path, title: str = "") -> Path:

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a preset (echofm-tiny/small/base/large) or a YAML run config; "
                              "default: RUN/config.yaml when resuming, else echofm-tiny")
     parser.add_argument("--data", action="append", default=None, metavar="SPEC",
-                        help="a prepared cache dir, a folder of echo files, or synth:N; repeat to mix")
+                        help="a prepared cache dir, a folder of echo files, synth:N (N phantom clips) or synth:N:PRESET[+PRESET...] (phantom presets in turn); repeat to mix")
     parser.add_argument("--out", required=True, metavar="RUN", help="run directory")
     parser.add_argument("--resume", default=None, metavar="auto|PATH",
                         help="resume: 'auto' = latest good checkpoint in RUN (fresh start if none), "

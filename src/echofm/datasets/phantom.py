@@ -13,7 +13,7 @@ set, without writing files. Each sample carries:
   (``structures="lv"``), on the ED/ES frames (``labelled="ed_es"``, sparse as EchoNet
   tracings) or on every frame (``labelled="all"``, dense as CAMUS half sequences);
 - meta: ``fps``, the first ``ed_frame`` / ``es_frame`` and all of them (``ed_frames`` /
-  ``es_frames``), ``pixel_spacing_mm``, the case ``seed``.
+  ``es_frames``), ``lv_volume`` per frame (mL), ``pixel_spacing_mm``, the case ``seed``.
 
 Views cycle through ``config.views`` (case i is ``views[i % len(views)]``), so every
 split holds every view in the same proportion. Case i is made from
@@ -143,7 +143,8 @@ def phantom_task_dataset(n: int, config=None, *, seed: int = 0,
         meta = {"fps": truth["fps"], "pixel_spacing_mm": truth["pixel_spacing_mm"], "seed": truth["seed"],
                 "ed_frame": truth["ed_frames"][0] if truth["ed_frames"] else None,
                 "es_frame": truth["es_frames"][0] if truth["es_frames"] else None,
-                "ed_frames": list(truth["ed_frames"]), "es_frames": list(truth["es_frames"])}
+                "ed_frames": list(truth["ed_frames"]), "es_frames": list(truth["es_frames"]),
+                "lv_volume": list(truth["lv_volume"])}
         sample_id = f"phantom_{i:05d}_{view}"
         samples.append(Sample(id=sample_id, path=Path("phantom") / sample_id, split=split_of[i], targets=targets,
                               frames_loader=_InMemoryFrames(case.frames, truth["fps"]),

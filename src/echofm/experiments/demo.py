@@ -45,8 +45,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from echofm.experiments.demo_probes import frozen_probes, random_init_model, reference_figures
+from echofm.experiments.demo_probes import frozen_probes, reference_figures
 from echofm.experiments.demo_report import REAL_CINE, figure_table, format_table, json_default, write_report
+from echofm.experiments.label_efficiency import random_arm
 
 MARKER = ".echofm-demo"
 PARTS = ("phantoms", "cache", "pretrain", "comparison", "probes", "real_a4c", "figures")
@@ -168,7 +169,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
             summary["pretraining"], start_seed = _loaded_pretraining(cfg.init, out / "pretrain", cfg.seed)
         pretrained = loaded
     summary["pretraining"]["random_init_seed"] = start_seed
-    arms = {"pretrained": pretrained, "random": random_init_model(pretrained.cfg, start_seed)}
+    arms = {"pretrained": pretrained, "random": random_arm(pretrained, start_seed)}
     index = _phantom_index(phantoms, cache)
     references = reference_figures(index)
     probes: dict = {}

@@ -16,16 +16,6 @@ from typing import Callable
 from echofm.experiments.demo_report import FEATURE_NAMES, json_default
 
 
-def random_init_model(cfg, seed: int):
-    """The EchoFM model pretraining starts from: ``EchoFM(cfg)`` right after ``manual_seed(seed)``."""
-    import torch
-
-    from echofm.model.echofm import EchoFM
-
-    torch.manual_seed(seed)
-    return EchoFM(cfg).eval()
-
-
 def reference_figures(index) -> dict:
     """What the probes are measured against, without any model: the training-mean EF's MAE on
     the test split, and the accuracy of always answering the training split's majority view."""

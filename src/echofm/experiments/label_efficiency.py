@@ -53,6 +53,8 @@ METRICS = {"ef": ("mae", False), "view": ("accuracy", True), "segment": ("lv_dic
 FINETUNE_MODE = {"full": "full", "probe": "linear"}
 # Phantom seeds of the data sets: far apart from each other and from pretraining's.
 POOL_SEED, HELDOUT_SEED, SHIFTED_SEED = 10_000, 50_000, 60_000
+ED_ES_TOLERANCE = 2  # frames: an ED/ES event counts as found within this distance
+PHASE_MODE = "steps"  # ED/ES from a ridge probe of the frozen step embeddings (not a fine-tuning mode)
 RUNS_LOG = "runs.jsonl"  # one line per scored run, written as the study goes
 
 
@@ -67,7 +69,10 @@ class LabelEfficiencyConfig:
     same budget for both arms). batch_size: clips per step. blr: base learning rate (None:
     fine-tuning's default for the mode). init: a pretrained model source for
     ``load_model`` (None: pretrain here for ``pretrain_steps`` on ``pretrain_clips`` fresh
-    phantoms at ``pretrain_lr``, seed ``pretrain_seed``). bootstrap: resamples of the
+    phantoms at ``pretrain_lr``, seed ``pretrain_seed``, clip i of phantom preset
+    ``pretrain_presets[i % n]``, with ``pretrain_options``: more pretraining config fields,
+    dotted as ``echofm pretrain --set`` takes them, e.g. ``{"model.embed_center_alpha": 1}``;
+    the labelled pools are always of the default preset). bootstrap: resamples of the
     paired bootstrap. heldout_sets: which of ``heldout`` / ``shifted`` to score on.
     seg_head: the segmentation head in both modes (``linear``: a linear map per token;
     ``unetr`` also reads the frames and was about 25x slower per step on a 2-core CPU).
@@ -92,6 +97,8 @@ class LabelEfficiencyConfig:
     pretrain_clips: int = 1024
     pretrain_lr: float = 5e-4
     pretrain_seed: int = 0
+    pretrain_presets: list[str] = field(default_factory=lambda: ["default"])
+    pretrain_options: dict = field(default_factory=dict)
     heldout_sets: list[str] = field(default_factory=lambda: list(HELDOUT_SETS))
     seg_head: str = "linear"
     bootstrap: int = 2000
@@ -113,6 +120,11 @@ class LabelEfficiencyConfig:
             raise ValueError(f"heldout_sets {bad or self.heldout_sets}: each must be one of {', '.join(HELDOUT_SETS)}")
         if not self.seeds:
             raise ValueError("seeds: need at least one seed")
+        from echofm.phantom.config import PRESETS
+
+        bad = [name for name in self.pretrain_presets if name not in PRESETS]
+        if bad or not self.pretrain_presets:
+            raise ValueError(f"pretrain_presets {bad or self.pretrain_presets}: each must be one of {', '.join(PRESETS)}")
         if self.size % 16:
             raise ValueError(f"size {self.size}: must be a multiple of 16 (the patch size)")
         if self.heldout_clips < 4 or self.steps < 1 or self.batch_size < 1:
@@ -191,43 +203,54 @@ class _GeneratedClips(list):
         self.fps = fps
 
 
-def pretrain_arms(config: LabelEfficiencyConfig, out: Path) -> tuple[dict, dict]:
-    """(arms, info): ``{"pretrained": EchoFM, "random": EchoFM}``. With ``config.init`` the
-    pretrained model is loaded and the random arm is the same architecture freshly
-    initialised under ``pretrain_seed``; without it echofm-tiny is pretrained here on
-    fresh phantoms and the random arm is the weights pretraining started from."""
+def random_arm(pretrained, seed: int):
+    """The random-init arm beside ``pretrained``: ``EchoFM(pretrained.cfg)`` built right after
+    ``manual_seed(seed)`` (with pretraining's seed, the very weights pretraining started from),
+    holding the pretrained model's input contract, so both arms read the same windows of the
+    same clips (a fresh model's contract states no frame rate and frame step 1, which would
+    differ from a pretrained model's on the same clips)."""
     import torch
 
     from echofm.model.echofm import EchoFM
 
+    torch.manual_seed(seed)
+    model = EchoFM(pretrained.cfg).eval()
+    model.contract = pretrained.contract
+    return model
+
+
+def pretrain_arms(config: LabelEfficiencyConfig, out: Path) -> tuple[dict, dict]:
+    """(arms, info): ``{"pretrained": EchoFM, "random": EchoFM}``. With ``config.init`` the
+    pretrained model is loaded and the random arm is the same architecture freshly
+    initialised under ``pretrain_seed``; without it echofm-tiny is pretrained here on
+    fresh phantoms and the random arm is the weights pretraining started from. Either way
+    the random arm reads clips as the pretrained model's input contract says (``random_arm``)."""
     if config.init:
         from echofm.model import load_model
 
         pretrained = load_model(config.init).eval()
-        torch.manual_seed(config.pretrain_seed)
-        return {"pretrained": pretrained, "random": EchoFM(pretrained.cfg).eval()}, {"init": config.init}
+        return {"pretrained": pretrained, "random": random_arm(pretrained, config.pretrain_seed)}, {"init": config.init}
     from echofm.train.config import load_pretrain_config
     from echofm.train.data import PhantomClips
     from echofm.train.pretrain import pretrain
 
     frame_step = max(1, int(round(30.0 / config.fps)))
     cfg = load_pretrain_config("echofm-tiny", {
-        "model.img_size": config.size, "out": str(out), "steps": config.pretrain_steps,
+        **config.pretrain_options, "model.img_size": config.size, "out": str(out), "steps": config.pretrain_steps,
         "batch_size": min(8, config.pretrain_clips),
         "lr": config.pretrain_lr, "warmup_fraction": 0.05, "workers": 0, "device": "cpu", "checkpoint_every": 0,
         "progress": False, "seed": config.pretrain_seed, "frame_step": frame_step, "precision": "fp32"})
-    torch.manual_seed(cfg.seed)  # what pretrain() does before building the model
-    random_init = EchoFM(cfg.model).eval()
-    source = PhantomClips(config.pretrain_clips, cfg.model, cfg.seed, cfg.frame_step)
+    source = PhantomClips(config.pretrain_clips, cfg.model, cfg.seed, cfg.frame_step, config.pretrain_presets)
     # Generated once (not every epoch); the frame rate travels with them, so the pretrained
     # model's input contract states the rate its clips were made at.
     result = pretrain(cfg, dataset=_GeneratedClips([source[i] for i in range(len(source))], source.fps))
     history = [h for h in result.history if "loss" in h]
     info = {"init": None, "steps": config.pretrain_steps, "clips": config.pretrain_clips, "frame_step": frame_step,
+            "presets": list(config.pretrain_presets), "options": dict(config.pretrain_options),
             "loss_first": history[0]["loss"] if history else None, "loss_last": history[-1]["loss"] if history else None,
             "recon_first": history[0].get("recon") if history else None,
             "recon_last": history[-1].get("recon") if history else None}
-    return {"pretrained": result.model.eval(), "random": random_init}, info
+    return {"pretrained": result.model.eval(), "random": random_arm(result.model, cfg.seed)}, info
 
 
 # --- one run: fine-tune, then score every held-out clip -------------------------------------------
@@ -303,10 +326,118 @@ def clip_scores(task_model, samples: list, tasks: list[str]) -> tuple[dict[str, 
                 ed, es = events_from_curve(area)
                 truth = {"ed": sample.meta["ed_frames"], "es": sample.meta["es_frames"]}
                 scored = score_events({"ed": ed, "es": es}, truth, T, tolerance=2)
-                errors = [T if e is None else e for kind in ("ed", "es") for e in scored[kind]["errors"]]
-                out["ed_es"].append(float(np.mean(errors)) if errors else float("nan"))
+                out["ed_es"].append(event_error(scored, T))
                 pairs["ed_es"].append([truth, {"ed": ed, "es": es}])
     return out, pairs
+
+
+def event_error(scored: dict, num_frames: int) -> float:
+    """A clip's mean absolute frame error over its inner true ED/ES events (``score_events``'s
+    output); a missed event counts as the clip's length; NaN without inner events."""
+    errors = [num_frames if e is None else e for kind in ("ed", "es") for e in scored[kind]["errors"]]
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def within_share(truth_and_prediction: list, num_frames: int, tolerance: int = ED_ES_TOLERANCE) -> float:
+    """The share of inner true ED/ES events, pooled over clips, with a predicted event of the
+    same kind within ``tolerance`` frames (the issue's "within 2 frames")."""
+    from echofm.analysis.probe import score_events
+
+    found = total = 0
+    for truth, pred in truth_and_prediction:
+        scored = score_events(pred, truth, num_frames, tolerance)
+        errors = [e for kind in ("ed", "es") for e in scored[kind]["errors"]]
+        found += sum(1 for e in errors if e is not None and e <= tolerance)
+        total += len(errors)
+    return found / total if total else float("nan")
+
+
+# --- ED/ES from the frozen step embeddings (the bar's ED/ES line) ---------------------------------
+
+def _phase_videos(samples: list) -> list:
+    from echofm.analysis.probe import PhaseVideo
+
+    videos = []
+    for s in samples:
+        frames, fps = s.load_frames()
+        videos.append(PhaseVideo(id=s.id, frames=np.asarray(frames), volume=np.asarray(s.meta["lv_volume"]),
+                                 ed_frames=list(s.meta["ed_frames"]), es_frames=list(s.meta["es_frames"]), fps=fps))
+    return videos
+
+
+def phase_runs(config: LabelEfficiencyConfig, arms: dict, pools: dict, heldout: dict) -> list[dict]:
+    """ED/ES from frozen per-time-step embeddings, for each arm, seed and k: a ridge probe
+    (``analysis.probe``) maps the step embeddings (``embed().frames``, the output the
+    periodic losses train) of the first k labelled A4C clips of the seed's pool to their
+    LV volume per step; the maxima and minima of its curve on a held-out clip are the ED and
+    ES frames. Beside them the pixel rule (``analysis.phase``, no model, no labels) as arm
+    ``pixels``. Runs like the fine-tuning ones: task ``ed_es``, mode ``steps``."""
+    from echofm.analysis.probe import (PhaseProbeConfig, apply_phase_probe, embed_videos, fit_phase_probe,
+                                       pixel_phase_baseline)
+
+    # The clips are made at the models' rate (one window is the whole clip): frame step 1.
+    probe_cfg = PhaseProbeConfig(frame_step=1, tolerance=ED_ES_TOLERANCE, features=("frames",))
+    tests = {name: _phase_videos(sets["a4c"]) for name, sets in heldout.items()}
+    runs = []
+
+    def run_of(arm, k, seed, name, records):
+        truth = [[{"ed": r["true_ed_frames"], "es": r["true_es_frames"]}, {"ed": r["ed_frames"], "es": r["es_frames"]}]
+                 for r in records]
+        scores = [event_error({"ed": {"errors": r["ed_errors"]}, "es": {"errors": r["es_errors"]}}, config.frames)
+                  for r in records]
+        return {"task": "ed_es", "mode": PHASE_MODE, "k": k, "seed": seed, "arm": arm, "heldout": name,
+                "metric": METRICS["ed_es"][0], "value": float(np.nanmean(scores)), "clip_scores": scores,
+                "within_2": within_share(truth, config.frames), "truth_and_prediction": truth}
+
+    for name, test in tests.items():
+        pixels = pixel_phase_baseline(test, ED_ES_TOLERANCE).records
+        runs += [run_of("pixels", k, seed, name, pixels) for k in sorted(config.ks) for seed in config.seeds]
+    for arm in ARMS:
+        model = arms[arm].eval()
+        test_emb = {name: embed_videos(model, test, probe_cfg, probe_cfg.window_step) for name, test in tests.items()}
+        for seed in config.seeds:
+            train = _phase_videos(pools[seed]["a4c"][:max(config.ks)])
+            train_emb = embed_videos(model, train, probe_cfg, probe_cfg.train_window_step)
+            for k in sorted(config.ks):
+                probe = fit_phase_probe(train_emb[:k], train[:k], model.cfg.t_patch_size, probe_cfg, "frames")
+                for name, test in tests.items():
+                    res = apply_phase_probe(probe, test_emb[name], test, model.cfg.t_patch_size, ED_ES_TOLERANCE,
+                                            "frames")
+                    runs.append(run_of(arm, k, seed, name, res.records))
+    return runs
+
+
+def pixel_rule_cells(runs: list[dict], resamples: int = 2000) -> list[dict]:
+    """Per (k, held-out set): the pretrained step embeddings' ED/ES against the pixel rule,
+    the gain positive when the step embeddings' frame error is lower (paired bootstrap over
+    clips, t interval over seeds, verdict as ``summarise_cells``)."""
+    from echofm.analysis.statistics import oriented_gain, paired_bootstrap, t_interval, verdict
+
+    cells = []
+    mine = [r for r in runs if r["mode"] == PHASE_MODE]
+    for k, held in sorted({(r["k"], r["heldout"]) for r in mine}, key=lambda x: (x[0], HELDOUT_SETS.index(x[1]))):
+        by = {(r["arm"], r["seed"]): r for r in mine if (r["k"], r["heldout"]) == (k, held)}
+        seeds = sorted(s for a, s in by if a == "pretrained" and ("pixels", s) in by)
+        if not seeds:
+            continue
+        pre = np.nanmean(np.array([by["pretrained", s]["clip_scores"] for s in seeds], float), axis=0)
+        pix = np.array(by["pixels", seeds[0]]["clip_scores"], float)
+        clips = paired_bootstrap(pre, pix, False, resamples=resamples)
+        seed_gain = t_interval(oriented_gain([by["pretrained", s]["value"] for s in seeds],
+                                             [by["pixels", s]["value"] for s in seeds], False))
+        better, worse = "step embeddings better", "pixel rule better"
+        said = verdict(clips.lo, clips.hi, better, worse)
+        if len(seeds) >= 2 and verdict(seed_gain.lo, seed_gain.hi, better, worse) != said:
+            said = verdict(None, None)
+        cells.append({"task": "ed_es", "metric": "frame_error", "k": k, "heldout": held, "seeds": seeds,
+                      "clips": clips.n, "steps_mean": float(np.mean([by["pretrained", s]["value"] for s in seeds])),
+                      "pixels_mean": by["pixels", seeds[0]]["value"],
+                      "steps_within_2": float(np.mean([by["pretrained", s]["within_2"] for s in seeds])),
+                      "pixels_within_2": by["pixels", seeds[0]]["within_2"],
+                      "gain_mean": seed_gain.mean, "gain_ci95_seeds": [seed_gain.lo, seed_gain.hi],
+                      "gain_ci95_clips": [clips.lo, clips.hi], "verdict": said,
+                      "at_least_as_good": said != worse})
+    return cells
 
 
 # --- the study -------------------------------------------------------------------------------------
@@ -370,6 +501,8 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
                                                  "heldout": set_name, "metric": METRICS[task][0],
                                                  "value": float(np.nanmean(values)), "clip_scores": values,
                                                  "truth_and_prediction": pairs[task]})
+                                if task == "ed_es":
+                                    new_runs[-1]["within_2"] = within_share(pairs[task], cfg.frames)
                         runs += new_runs
                         with open(log_path, "a", encoding="utf-8") as log_file:  # partial results survive a stop
                             for run in new_runs:
@@ -381,8 +514,22 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
                         say(f"{trained} {mode} k={k} seed={seed} {arm}: "
                             + ", ".join(f"{r['task']}/{r['heldout']} {r['metric']} {r['value']:.3f}" for r in new_runs)
                             + f" ({seconds:.0f} s)")
+    if "ed_es" in cfg.tasks:
+        t = time.time()
+        for seed in cfg.seeds:
+            pools.setdefault(seed, phantom_sets(cfg, seed, say))
+        new_runs = phase_runs(cfg, arms, pools, heldout)
+        runs += new_runs
+        with open(log_path, "a", encoding="utf-8") as log_file:
+            for run in new_runs:
+                log_file.write(json.dumps(run, default=_json_default) + "\n")
+        timing["ed_es_steps"] = round(time.time() - t, 1)
+        say("ED/ES from frozen step embeddings: " + ", ".join(
+            f"{r['arm']}/{r['heldout']} k={r['k']} seed={r['seed']} {r['value']:.2f} frames" for r in new_runs
+            if r["arm"] != "pixels" or r["seed"] == cfg.seeds[0]))
     summary["runs"] = runs
     summary["cells"] = summarise_cells(runs, cfg.bootstrap)
+    summary["pixel_rule"] = pixel_rule_cells(runs, cfg.bootstrap)
     summary["timing_s"] = {**timing, "total": round(time.time() - t0, 1)}
     figures = write_figures(summary, out)
     first_seed, first_set = cfg.seeds[0], cfg.heldout_sets[0]
@@ -404,11 +551,13 @@ def summarise_cells(runs: list[dict], resamples: int = 2000) -> list[dict]:
     paired bootstrap interval over held-out clips (each clip's score averaged over seeds),
     and the verdict: a side only when the clips' interval excludes 0 and, with 2 or more
     seeds, the seeds' interval excludes 0 on the same side (two seeds with equal gains
-    give a zero-width t interval, which alone proves nothing)."""
+    give a zero-width t interval, which alone proves nothing). ED/ES cells also carry each
+    arm's share of events found within 2 frames (``ARM_within_2``, mean over seeds)."""
     from echofm.analysis.statistics import oriented_gain, paired_bootstrap, t_interval, verdict
 
+    mode_order = (*MODES, PHASE_MODE)
     keys = sorted({(r["task"], r["mode"], r["k"], r["heldout"]) for r in runs},
-                  key=lambda key: (TASKS.index(key[0]), MODES.index(key[1]), key[2], HELDOUT_SETS.index(key[3])))
+                  key=lambda key: (TASKS.index(key[0]), mode_order.index(key[1]), key[2], HELDOUT_SETS.index(key[3])))
     cells = []
     for task, mode, k, held in keys:
         metric, higher = METRICS[task]
@@ -435,6 +584,9 @@ def summarise_cells(runs: list[dict], resamples: int = 2000) -> list[dict]:
                       "gain_mean": seed_gain.mean, "gain_ci95_seeds": [seed_gain.lo, seed_gain.hi],
                       "gain_ci95_clips": [clips.lo, clips.hi],
                       "verdict": said})
+        if all("within_2" in by[arm, s] for arm in ARMS for s in paired):
+            for arm in ARMS:
+                cells[-1][f"{arm}_within_2"] = float(np.mean([by[arm, s]["within_2"] for s in paired]))
     return cells
 
 
@@ -448,17 +600,14 @@ def comparison_rows(cells: list[dict]) -> list[dict]:
              "verdict": c["verdict"]} for c in cells]
 
 
-COMPARISON_HEADER = ("task", "metric", "k", "held-out", "pretrained", "random init", "gain 95% CI", "verdict")
-
-
 def format_comparison(rows: list[dict]) -> str:
     """The printed comparison table, one line per row (numbers with three decimals)."""
-    lines = [f"{'task':<8} {'metric':<12} {'k':>4} {'held-out':<9} {'pretrained':>10} {'random init':>11}  "
+    lines = [f"{'task':<8} {'mode':<6} {'metric':<12} {'k':>4} {'held-out':<9} {'pretrained':>10} {'random init':>11}  "
              f"{'gain 95% CI':<18}  verdict"]
     for r in rows:
         ci = f"[{r['gain_ci95'][0]:.3f}, {r['gain_ci95'][1]:.3f}]"
-        lines.append(f"{r['task']:<8} {r['metric']:<12} {r['k']:>4} {r['heldout']:<9} {r['pretrained_mean']:>10.3f} "
-                     f"{r['random_mean']:>11.3f}  {ci:<18}  {r['verdict']}")
+        lines.append(f"{r['task']:<8} {r['mode']:<6} {r['metric']:<12} {r['k']:>4} {r['heldout']:<9} "
+                     f"{r['pretrained_mean']:>10.3f} {r['random_mean']:>11.3f}  {ci:<18}  {r['verdict']}")
     return "\n".join(lines)
 
 

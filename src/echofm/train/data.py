@@ -6,7 +6,9 @@ Specs (``--data`` may be repeated; sources are concatenated):
 * ``DIR`` of echo files — read with ``echofm.read_clip`` on the fly (slow; prepare a cache
   for real runs);
 * ``synth:N`` — N phantom clips generated on the fly by ``echofm.phantom``, clip i the
-  same for a given (seed, i) in every run, process and worker.
+  same for a given (seed, i) in every run, process and worker; ``synth:N:P1+P2`` draws
+  clip i from phantom preset ``P[i mod n]`` (``echofm.phantom.config.PRESETS``), so
+  unlabelled data can vary more than a labelled set does.
 
 Every source yields float clips ``[3, F, H, W]`` in [0, 1] at the model's size, its
 windows made by ``echofm.windows`` (as every consumer makes them), and states ``fps``: the
@@ -41,19 +43,24 @@ def stable_seed(*parts: int | str) -> int:
 
 
 class PhantomClips(Dataset):
-    """``synth:N``: N phantom clips, clip i generated from ``stable_seed(seed, "synth", i)``.
+    """``synth:N``: N phantom clips, clip i generated from ``stable_seed(seed, "synth", i)``
+    with phantom preset ``presets[i % len(presets)]``.
 
     Frames are generated at ``30 / frame_step`` fps (``fps``), the rate a window of a 30 fps
     recording taken every ``frame_step`` frames has, so a window spans the same time as on
     real data; each clip is one window of every frame.
     """
 
-    def __init__(self, count: int, cfg: ModelConfig, seed: int, frame_step: int = 1):
-        from echofm.phantom import PhantomConfig
+    def __init__(self, count: int, cfg: ModelConfig, seed: int, frame_step: int = 1,
+                 presets: Sequence[str] = ("default",)):
+        from echofm.phantom.config import phantom_preset
 
         self.count, self.cfg, self.seed = count, cfg, seed
         self.fps = 30.0 / frame_step
-        self.phantom = PhantomConfig(size=cfg.img_size, num_frames=cfg.num_frames, fps=self.fps)
+        if not presets:
+            raise DataSpecError("synth: need at least one phantom preset")
+        self.phantoms = [phantom_preset(name, size=cfg.img_size, num_frames=cfg.num_frames, fps=self.fps)
+                         for name in presets]
         self.spec = WindowSpec(num_frames=cfg.num_frames)
 
     def __len__(self) -> int:
@@ -62,7 +69,7 @@ class PhantomClips(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         from echofm.phantom import generate_case
 
-        case = generate_case(stable_seed(self.seed, "synth", index), self.phantom)
+        case = generate_case(stable_seed(self.seed, "synth", index), self.phantoms[index % len(self.phantoms)])
         idx = random_window(len(case.frames), self.spec, np.random.default_rng(0))  # the one window: all frames
         return window_clip(case.frames, idx, self.cfg.img_size)
 
@@ -110,10 +117,17 @@ def _cache_dataset(root: Path, cfg: ModelConfig, seed: int, frame_step: int, aug
 def resolve_spec(spec: str, cfg: ModelConfig, seed: int, frame_step: int = 1, augment: bool = False) -> Dataset:
     """One ``--data`` spec -> Dataset (see the module docstring for the forms)."""
     if spec.startswith("synth:"):
-        count = spec.split(":", 1)[1]
-        if not count.isdigit() or int(count) <= 0:
-            raise DataSpecError(f"{spec}: expected synth:N with N a positive integer")
-        return PhantomClips(int(count), cfg, seed, frame_step)
+        from echofm.phantom.config import PRESETS
+
+        parts = spec.split(":")
+        count, presets = parts[1], ":".join(parts[2:])
+        if not count.isdigit() or int(count) <= 0 or len(parts) > 3:
+            raise DataSpecError(f"{spec}: expected synth:N with N a positive integer, or synth:N:PRESET[+PRESET...]")
+        names = presets.split("+") if presets else ["default"]
+        unknown = [n for n in names if n not in PRESETS]
+        if unknown:
+            raise DataSpecError(f"{spec}: unknown phantom preset {', '.join(unknown)} (choose from {', '.join(PRESETS)})")
+        return PhantomClips(int(count), cfg, seed, frame_step, names)
     root = Path(spec).expanduser()
     if not root.exists():
         raise DataSpecError(f"{spec}: no such directory (expected a prepared cache, a folder of "
