@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -39,9 +40,10 @@ MODE_TITLE = {"full": "full fine-tuning", "probe": "frozen linear probe",
               "steps": "ED/ES from frozen step embeddings (ridge probe)"}
 
 
-def curves_figure(cells: list[dict], mode: str, out: Path) -> Path:
+def curves_figure(cells: list[dict], mode: str, out: Path, pixel_rule: Optional[list[dict]] = None) -> Path:
     """One panel per task: each arm's mean score over seeds against k (log scale), a line per
-    held-out set, the 95% t interval over seeds as a band (none from one seed)."""
+    held-out set, the 95% t interval over seeds as a band (none from one seed); with
+    ``pixel_rule`` cells, the pixel rule's ED/ES frame error as a grey line per held-out set."""
     plt = _plt()
     mine = [c for c in cells if c["mode"] == mode]
     tasks = [t for t in TASK_TITLE if any(c["task"] == t for c in mine)]
@@ -59,6 +61,11 @@ def curves_figure(cells: list[dict], mode: str, out: Path) -> Path:
                 hi = np.array([np.nan if c[f"{arm}_ci95"][1] is None else c[f"{arm}_ci95"][1] for c in rows], float)
                 if np.isfinite(lo).all():
                     ax.fill_between(ks, lo, hi, color=color, alpha=0.12 if held == "heldout" else 0.06)
+        for held, (line, marker, held_name) in SET_STYLE.items():
+            rows = sorted((c for c in pixel_rule or [] if c["heldout"] == held), key=lambda c: c["k"])
+            if task == "ed_es" and rows:
+                ax.plot([c["k"] for c in rows], [c["pixels_mean"] for c in rows], line, marker="x", color="0.45",
+                        label=f"pixel rule (no model), {held_name}")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("labelled training clips (k)")
         ax.set_title(TASK_TITLE[task], fontsize=10)
@@ -74,7 +81,8 @@ def curves_figure(cells: list[dict], mode: str, out: Path) -> Path:
 def write_figures(summary: dict, out: Path) -> list[Path]:
     """``label_efficiency_MODE.png`` for each mode of the study's cells."""
     modes = sorted({c["mode"] for c in summary["cells"]}, key=list(MODE_TITLE).index)
-    return [curves_figure(summary["cells"], mode, Path(out) / f"label_efficiency_{mode}.png") for mode in modes]
+    return [curves_figure(summary["cells"], mode, Path(out) / f"label_efficiency_{mode}.png",
+                          summary.get("pixel_rule") if mode == "steps" else None) for mode in modes]
 
 
 def _num(value, digits: int = 3) -> str:
