@@ -34,6 +34,9 @@ def main(argv=None) -> dict:
     p.add_argument("--ks", nargs="+", type=int, default=None, help=f"labelled clips per run (default {defaults.ks})")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help=f"seeds (default {defaults.seeds})")
     p.add_argument("--steps", type=int, default=None, help=f"optimiser steps per run (default {defaults.steps})")
+    p.add_argument("--head-only-fraction", type=float, default=None,
+                   help="share of each full fine-tuning's steps that train only the head first (LP-FT; "
+                        f"default {defaults.head_only_fraction})")
     p.add_argument("--init", default=None, help="pretrained model source (default: pretrain echofm-tiny here)")
     p.add_argument("--pretrain-steps", type=int, default=None,
                    help=f"pretraining steps without --init (default {defaults.pretrain_steps})")
@@ -50,7 +53,7 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
 
     values = dict(QUICK) if a.quick else {}
-    for name in ("tasks", "modes", "ks", "seeds", "steps", "init", "pretrain_steps", "pretrain_clips",
+    for name in ("tasks", "modes", "ks", "seeds", "steps", "head_only_fraction", "init", "pretrain_steps", "pretrain_clips",
                  "pretrain_presets", "threads"):
         if getattr(a, name) is not None:
             values[name] = getattr(a, name)

@@ -75,13 +75,15 @@ def test_comparison_rows_carry_intervals_and_honest_verdicts(quick_demo):
     rows = quick_demo.summary["comparison"]
     k = quick_demo.summary["config"]["compare_k"]
     assert {r["task"] for r in rows} == {"ef", "view", "segment", "ed_es"}
+    # ED/ES twice: from the fine-tuned segmentation and from the frozen step embeddings.
+    assert sorted(r["mode"] for r in rows if r["task"] == "ed_es") == ["full", "steps"]
     expected_metric = {"ef": ("mae", False), "view": ("accuracy", True), "segment": ("lv_dice", True),
                        "ed_es": ("frame_error", False)}
     for r in rows:
         assert {"task", "metric", "k", "heldout", "pretrained_mean", "random_mean", "gain_ci95",
                 "higher_is_better"} <= set(r)
         assert (r["metric"], r["higher_is_better"]) == expected_metric[r["task"]] and r["k"] == k
-        assert r["heldout"] == "heldout"
+        assert r["heldout"] == "heldout" and r["mode"] == ("full" if r["task"] != "ed_es" else r["mode"])
         lo, hi = r["gain_ci95"]
         assert _finite(lo) and _finite(hi) and lo <= hi
         gain = r["pretrained_mean"] - r["random_mean"] if r["higher_is_better"] else r["random_mean"] - r["pretrained_mean"]
@@ -156,9 +158,9 @@ def test_printed_tables_match_the_json(quick_demo):
     rows = quick_demo.summary["comparison"]
     for row, line in zip(rows, lines[header + 1:header + 1 + len(rows)]):
         fields = line.split()
-        assert fields[:4] == [row["task"], row["metric"], str(row["k"]), row["heldout"]], line
-        assert float(fields[4]) == pytest.approx(row["pretrained_mean"], abs=6e-4)
-        assert float(fields[5]) == pytest.approx(row["random_mean"], abs=6e-4)
+        assert fields[:5] == [row["task"], row["mode"], row["metric"], str(row["k"]), row["heldout"]], line
+        assert float(fields[5]) == pytest.approx(row["pretrained_mean"], abs=6e-4)
+        assert float(fields[6]) == pytest.approx(row["random_mean"], abs=6e-4)
         lo, hi = line.split("[")[1].split("]")[0].split(",")
         assert (float(lo), float(hi)) == pytest.approx(tuple(row["gain_ci95"]), abs=6e-4)
         assert line.rstrip().endswith(row["verdict"])

@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise LR decay (full mode)")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before cosine decay")
+    p.add_argument("--head-only-epochs", type=float, default=0.0,
+                   help="full mode: train only the head for this many epochs first, then the encoder too "
+                        "(linear probing then fine-tuning, LP-FT; default 0)")
     add_frame_step(p, old=["--period"], help=(
         "take every Nth frame into a clip (default: the step that brings each video's frame rate to the one the "
         "--init model was trained at, from its input contract; every frame for a preset)"))
@@ -106,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         task=args.task, mode=args.mode, target=target, labels=args.labels or default_scheme(args.task, args.format),
         epochs=args.epochs, batch_size=args.batch_size, accum_steps=args.accum_steps, blr=args.blr, lr=args.lr,
         clip_grad=args.clip_grad, compile=args.compile, weight_decay=args.weight_decay,
-        layer_decay=args.layer_decay, warmup_epochs=args.warmup_epochs, label_fraction=args.label_fraction,
+        layer_decay=args.layer_decay, warmup_epochs=args.warmup_epochs,
+        head_only_epochs=args.head_only_epochs, label_fraction=args.label_fraction,
         seed=args.seed, frame_step=args.frame_step, window_step=args.window_step, max_windows=args.max_windows,
         pooling=args.pooling, seg_head=args.seg_head, seg_layers=seg_layers, attentive_queries=args.attentive_queries, precision=args.precision,
         device=args.device, num_workers=args.workers, validate=not args.no_validate,

@@ -67,7 +67,8 @@ class LabelEfficiencyConfig:
     echofm-tiny at ``size`` px pretrained here on phantoms at ``fps``. heldout_clips: clips
     in each held-out set. steps: optimiser steps of every fine-tuning run, whatever k (the
     same budget for both arms). batch_size: clips per step. blr: base learning rate (None:
-    fine-tuning's default for the mode). init: a pretrained model source for
+    fine-tuning's default for the mode). head_only_fraction: the share of a full
+    fine-tuning's steps that train only the head first (LP-FT; 0: none). init: a pretrained model source for
     ``load_model`` (None: pretrain here for ``pretrain_steps`` on ``pretrain_clips`` fresh
     phantoms at ``pretrain_lr``, seed ``pretrain_seed``, clip i of phantom preset
     ``pretrain_presets[i % n]``, with ``pretrain_options``: more pretraining config fields,
@@ -92,6 +93,7 @@ class LabelEfficiencyConfig:
     steps: int = 100
     batch_size: int = 8
     blr: Optional[float] = None
+    head_only_fraction: float = 0.0
     init: Optional[str] = None
     pretrain_steps: int = 2000
     pretrain_clips: int = 1024
@@ -127,6 +129,8 @@ class LabelEfficiencyConfig:
             raise ValueError(f"pretrain_presets {bad or self.pretrain_presets}: each must be one of {', '.join(PRESETS)}")
         if self.size % 16:
             raise ValueError(f"size {self.size}: must be a multiple of 16 (the patch size)")
+        if not 0.0 <= self.head_only_fraction < 1.0:
+            raise ValueError(f"head_only_fraction {self.head_only_fraction}: must be in [0, 1)")
         if self.heldout_clips < 4 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("heldout_clips must be at least 4, steps and batch_size at least 1")
         return self
@@ -257,11 +261,14 @@ def pretrain_arms(config: LabelEfficiencyConfig, out: Path) -> tuple[dict, dict]
 
 def finetune_config(config: LabelEfficiencyConfig, task: str, mode: str, k: int, seed: int):
     """The fine-tuning recipe of one run: ``steps`` optimiser steps over k clips (2 epochs over
-    the clips repeated), warm-up a tenth of them, fp32, no validation split."""
+    the clips repeated), warm-up a tenth of them, in full mode the first ``head_only_fraction``
+    of them on the head alone, fp32, no validation split."""
     from echofm.tasks.engine import FinetuneConfig
 
+    head_only = 2 * config.head_only_fraction if mode == "full" else 0.0
     return FinetuneConfig(task="segment" if task == "ed_es" else task, mode=FINETUNE_MODE[mode], epochs=2,
                           batch_size=config.batch_size, blr=config.blr, warmup_epochs=0.2, seed=seed,
+                          head_only_epochs=head_only,
                           validate=False, progress=False, precision="fp32", seg_head=config.seg_head)
 
 

@@ -67,6 +67,8 @@ class FinetuneConfig:
     blr: base learning rate (None: per mode, see DEFAULT_BLR); the applied rate is
         blr * batch_size * accum_steps * processes / 256. lr: the applied rate itself
         (overrides blr). warmup_epochs: linear warm-up, then cosine decay to 0.
+    head_only_epochs: full mode trains only the head for this many epochs first, then the
+        encoder too (linear probing then fine-tuning, LP-FT); 0: all from the first step.
     accum_steps: micro-batches accumulated per optimiser step. clip_grad: clip the
         gradient norm to this (0: off). compile: torch.compile the model.
     device: cpu, cuda (under torchrun each rank takes cuda:LOCAL_RANK) or auto.
@@ -94,6 +96,7 @@ class FinetuneConfig:
     weight_decay: float = 0.05
     layer_decay: float = 0.75
     warmup_epochs: float = 1.0
+    head_only_epochs: float = 0.0
     label_fraction: float = 1.0
     seed: int = 0
     frame_step: Optional[int] = None
@@ -128,6 +131,8 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if self.clip_grad < 0:
             raise ValueError(f"clip_grad must be >= 0 (0 disables), got {self.clip_grad}")
+        if not 0.0 <= self.head_only_epochs < self.epochs:
+            raise ValueError(f"head_only_epochs must be in [0, epochs={self.epochs}), got {self.head_only_epochs}")
 
     @property
     def resolved_pooling(self) -> str:

@@ -76,7 +76,8 @@ def loop_config(config: FinetuneConfig) -> loop.LoopConfig:
     return loop.LoopConfig(
         name="finetune", epochs=config.epochs, batch_size=config.batch_size, accum_steps=config.accum_steps,
         blr=config.resolved_blr, lr=config.lr, warmup_epochs=config.warmup_epochs,
-        weight_decay=config.weight_decay, layer_decay=config.layer_decay, betas=(0.9, 0.999),
+        weight_decay=config.weight_decay, layer_decay=config.layer_decay, head_only_epochs=config.head_only_epochs,
+        betas=(0.9, 0.999),
         clip_grad=config.clip_grad, precision=config.precision, compile=config.compile,
         workers=config.num_workers, drop_last=False, seed=config.seed, rank_stream="finetune-rank",
         checkpoint_each_epoch=True, keep_last=1, progress=config.progress, metrics_per="epoch")

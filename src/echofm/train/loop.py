@@ -71,7 +71,8 @@ class LoopConfig:
     Schedule length: ``steps`` optimiser steps, or ``epochs`` passes when steps is 0.
     Peak rate: ``lr`` when set, else ``scaled_lr(blr, effective batch)``. Warm-up:
     ``warmup_steps``, else ``warmup_epochs`` x steps per epoch, else ``warmup_fraction`` of
-    all steps. ``drop_last``: drop an epoch's last incomplete step (pretraining) or train
+    all steps. ``head_only_epochs``: for that many epochs' steps first only the head learns
+    (the layer-wise groups below it stay at rate 0; needs ``layer_of``). ``drop_last``: drop an epoch's last incomplete step (pretraining) or train
     on it (fine-tuning on small sets). ``metrics_per``: one metrics.jsonl record per
     optimiser ``step`` or per ``epoch``. ``rank_stream`` names the per-rank RNG streams
     (kept distinct between pretraining and fine-tuning so each repeats its earlier runs).
@@ -90,6 +91,7 @@ class LoopConfig:
     warmup_fraction: float = 0.0
     weight_decay: float = 0.05
     layer_decay: float = 1.0
+    head_only_epochs: float = 0.0
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float = 0.0
     precision: str = "auto"
@@ -114,6 +116,8 @@ class LoopConfig:
             raise ValueError("set steps or epochs to a positive number")
         if self.clip_grad < 0:
             raise ValueError("clip_grad must be >= 0 (0 disables)")
+        if self.head_only_epochs < 0:
+            raise ValueError("head_only_epochs must be >= 0 (0: the encoder learns from the first step)")
         if self.metrics_per not in ("step", "epoch"):
             raise ValueError(f"metrics_per must be step or epoch, got {self.metrics_per!r}")
 
@@ -260,7 +264,7 @@ def run_loop(cfg: LoopConfig, ctx: DistContext, model: torch.nn.Module, dataset:
         warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     else:
         warmup = int(cfg.warmup_fraction * total)
-    schedule = WarmupCosine(peak_lr, total, warmup, cfg.min_lr)
+    schedule = WarmupCosine(peak_lr, total, warmup, cfg.min_lr, int(round(cfg.head_only_epochs * steps_per_epoch)))
     optimizer = build_optimizer(model, peak_lr, cfg.weight_decay, cfg.betas, cfg.layer_decay, layer_of, num_layers)
     params = [p for p in model.parameters() if p.requires_grad]
 

@@ -54,7 +54,8 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
     Without ``layer_of``: two groups, decayed weights then the no-decay rest (MAE
     pretraining). With it: one group per (layer, decay or not), in the order the parameters
     come, each with ``lr_scale = layer_decay ** (num_layers + 1 - layer)`` (MAE fine-tuning;
-    ``num_layers`` is the encoder depth). The schedule multiplies its rate by ``lr_scale``.
+    ``num_layers`` is the encoder depth) and ``below_head`` (layer <= num_layers: the
+    encoder's). The schedule multiplies its rate by ``lr_scale``.
     """
     if layer_of is None:
         decay, no_decay = [], []
@@ -71,7 +72,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
         key = (layer, decayed)
         if key not in groups:
             groups[key] = {"params": [], "lr_scale": layer_decay ** (num_layers + 1 - layer),
-                           "weight_decay": weight_decay if decayed else 0.0}
+                           "weight_decay": weight_decay if decayed else 0.0, "below_head": layer <= num_layers}
         groups[key]["params"].append(param)
     return list(groups.values())
 
@@ -103,13 +104,16 @@ class WarmupCosine:
     """Learning rate per optimiser step: linear warmup to ``peak``, cosine decay to ``floor``.
 
     A pure function of the step, so the schedule's whole state is the step counter (which
-    the checkpoint stores) — resuming can never leave it out of phase.
+    the checkpoint stores) — resuming can never leave it out of phase. ``head_only_steps``:
+    for the first steps only the head learns (linear probing, then fine-tuning: LP-FT, Kumar
+    et al. 2022, which keeps a random head's first gradients from distorting the features).
     """
 
     peak: float
     total_steps: int
     warmup_steps: int
     floor: float = 0.0
+    head_only_steps: int = 0  # the first steps leave groups marked ``below_head`` at rate 0
 
     def __call__(self, step: int) -> float:
         if self.warmup_steps > 0 and step < self.warmup_steps:
@@ -121,8 +125,9 @@ class WarmupCosine:
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
         """Set every group's rate for ``step`` (times its ``lr_scale``); returns the unscaled rate."""
         lr = self(step)
+        frozen = step < self.head_only_steps
         for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+            group["lr"] = 0.0 if frozen and group.get("below_head") else lr * group.get("lr_scale", 1.0)
         return lr
 
 
