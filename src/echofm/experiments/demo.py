@@ -47,7 +47,6 @@ from typing import Callable, Optional
 
 from echofm.experiments.demo_probes import frozen_probes, reference_figures
 from echofm.experiments.demo_report import REAL_CINE, figure_table, format_table, json_default, write_report
-from echofm.experiments.label_efficiency import random_arm
 
 MARKER = ".echofm-demo"
 PARTS = ("phantoms", "cache", "pretrain", "comparison", "probes", "real_a4c", "figures")
@@ -169,6 +168,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
             summary["pretraining"], start_seed = _loaded_pretraining(cfg.init, out / "pretrain", cfg.seed)
         pretrained = loaded
     summary["pretraining"]["random_init_seed"] = start_seed
+    from echofm.experiments.label_efficiency import random_arm
+
     arms = {"pretrained": pretrained, "random": random_arm(pretrained, start_seed)}
     index = _phantom_index(phantoms, cache)
     references = reference_figures(index)
@@ -208,7 +209,8 @@ def _comparison(cfg: DemoConfig, arms: dict, out: Path, say) -> tuple[list[dict]
     config = LabelEfficiencyConfig(
         out=str(out / "comparison"), ks=[cfg.compare_k], seeds=[cfg.seed], modes=["full"], size=cfg.size,
         frames=arms["pretrained"].cfg.num_frames, fps=cfg.fps, heldout_clips=cfg.test_clips,
-        steps=cfg.compare_steps, heldout_sets=["heldout"])
+        steps=cfg.compare_steps, heldout_sets=["heldout"],
+        step_probe=False)  # the frozen probes (step 5) read ED/ES from the step embeddings, with the pixel rule
     result = run_label_efficiency(config, arms=arms, say=say)
     return comparison_rows(result.cells), {
         "json": "comparison/label_efficiency.json", "page": "comparison/label_efficiency.html",

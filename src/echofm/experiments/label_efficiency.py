@@ -77,7 +77,9 @@ class LabelEfficiencyConfig:
     paired bootstrap. heldout_sets: which of ``heldout`` / ``shifted`` to score on.
     seg_head: the segmentation head in both modes (``linear``: a linear map per token;
     ``unetr`` also reads the frames and was about 25x slower per step on a 2-core CPU).
-    threads: torch threads (None: leave torch's setting). keep_runs: keep the fine-tuning
+    step_probe: with ``ed_es`` among the tasks, also ED/ES from the frozen step embeddings
+    beside the pixel rule (mode ``steps``, ``phase_runs``). threads: torch threads (None:
+    leave torch's setting). keep_runs: keep the fine-tuning
     run folders.
     """
 
@@ -103,6 +105,7 @@ class LabelEfficiencyConfig:
     pretrain_options: dict = field(default_factory=dict)
     heldout_sets: list[str] = field(default_factory=lambda: list(HELDOUT_SETS))
     seg_head: str = "linear"
+    step_probe: bool = True
     bootstrap: int = 2000
     threads: Optional[int] = None
     keep_runs: bool = False
@@ -521,7 +524,7 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
                         say(f"{trained} {mode} k={k} seed={seed} {arm}: "
                             + ", ".join(f"{r['task']}/{r['heldout']} {r['metric']} {r['value']:.3f}" for r in new_runs)
                             + f" ({seconds:.0f} s)")
-    if "ed_es" in cfg.tasks:
+    if "ed_es" in cfg.tasks and cfg.step_probe:
         t = time.time()
         for seed in cfg.seeds:
             pools.setdefault(seed, phantom_sets(cfg, seed, say))
