@@ -1,8 +1,9 @@
 """The label-efficiency study as library code: does a pretrained encoder need fewer labels?
 
-It runs over 420 lines because the study is one unit: its config, the data of both
-held-out sets, the two arms per task and mode, and the summary with intervals belong
-together; the statistics and the figures already live in `analysis/`.
+It runs over 600 lines because the study is one unit: its config, the data of both
+held-out sets, the two arms per task and mode, the step embeddings' ED/ES beside the pixel
+rule, and the summary with intervals belong together; the statistics, the probes and the
+figures already live in `analysis/`.
 
 ``run_label_efficiency(LabelEfficiencyConfig(...)) -> LabelEfficiencyResult``. Two arms, the
 pretrained encoder and the same architecture at random initialisation (with ``init=None``
@@ -15,7 +16,9 @@ budget of optimiser steps, for each
 - k: labelled training clips (the first k of a seeded pool, so smaller sets are nested);
 - seed: draws the labelled pool and seeds the fine-tuning;
 - mode: ``full`` fine-tuning (``tasks.finetuning``'s full mode, the bar) and ``probe``
-  (its linear mode on the frozen encoder, a cheaper second line);
+  (its linear mode on the frozen encoder, a cheaper second line); with ``ed_es``, also
+  ``steps``: ED/ES from a ridge probe of the frozen step embeddings (``phase_runs``), the
+  pixel rule beside it (``pixel_rule_cells``);
 
 and scored per clip on two held-out sets: ``heldout`` (phantoms from other seeds, the
 default preset) and ``shifted`` (the ``shifted`` phantom preset: other gain, depth, noise,
