@@ -201,3 +201,17 @@ def test_pixel_baseline_scored_like_the_probe(phantom_videos):
     assert res.metrics["videos"] == len(phantom_videos)
     assert res.metrics["found"] >= 0.6, res.metrics
     assert res.records[0]["true_ed_frames"] == list(phantom_videos[0].ed_frames)
+
+
+def test_phase_videos_from_phantom_samples_carry_volume_events_and_rate():
+    from echofm.analysis.probe import phase_videos
+    from echofm.datasets import phantom_task_dataset
+    from echofm.phantom import PhantomConfig
+
+    samples = phantom_task_dataset(2, PhantomConfig(size=32, num_frames=12, fps=10, views=("A4C",)), seed=3,
+                                   splits=(1, 0, 0), structures="lv").samples
+    for video, sample in zip(phase_videos(samples), samples):
+        assert video.frames.shape[0] == len(video.volume) == 12 and video.fps == 10
+        assert video.ed_frames == sample.meta["ed_frames"] and video.es_frames == sample.meta["es_frames"]
+        # ED is the fullest LV: the volume at an ED frame is above the volume at any ES frame.
+        assert min(video.volume[f] for f in video.ed_frames) > max(video.volume[f] for f in video.es_frames)

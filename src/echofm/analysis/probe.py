@@ -59,6 +59,19 @@ class PhaseVideo:
         return int(self.frames.shape[0])
 
 
+def phase_videos(samples: Sequence) -> list[PhaseVideo]:
+    """Task samples (``datasets.Sample``) with ``meta`` ``lv_volume``, ``ed_frames`` and
+    ``es_frames`` (phantoms carry them) as ``PhaseVideo``; the frame rate is ``meta["fps"]``,
+    else the one the frames were read with."""
+    videos = []
+    for s in samples:
+        frames, fps = s.load_frames()
+        videos.append(PhaseVideo(id=s.id, frames=np.asarray(frames), volume=np.asarray(s.meta["lv_volume"]),
+                                 ed_frames=list(s.meta["ed_frames"]), es_frames=list(s.meta["es_frames"]),
+                                 fps=s.meta.get("fps") or fps))
+    return videos
+
+
 @dataclass
 class PhaseProbeConfig:
     """How videos are cut into windows and how the ridge strength is chosen.

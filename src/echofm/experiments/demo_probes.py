@@ -32,16 +32,6 @@ def reference_figures(index) -> dict:
                      "accuracy": float(np.mean([s.targets["view"] == majority for s in test]))}}
 
 
-def _phase_videos(samples) -> list:
-    import numpy as np
-
-    from echofm.analysis.probe import PhaseVideo
-
-    return [PhaseVideo(id=s.id, frames=np.load(s.path), volume=np.asarray(s.meta["lv_volume"]),
-                       ed_frames=list(s.meta["ed_frames"]), es_frames=list(s.meta["es_frames"]),
-                       fps=s.meta["fps"]) for s in samples]
-
-
 def frozen_probes(index, arms: dict, references: dict, out: Path) -> dict:
     """Closed-form probes on frozen features, each video embedded once per arm: ED/ES from
     per-time-step features (pixels alone for context) and EF/view ridge probes on the
@@ -49,13 +39,13 @@ def frozen_probes(index, arms: dict, references: dict, out: Path) -> dict:
     from tqdm.auto import tqdm
 
     from echofm.analysis.demo_figures import phase_probe_figure
-    from echofm.analysis.probe import (PhaseProbeConfig, embed_videos, phase_probe, pixel_phase_baseline,
-                                       probe_tolerance, video_features)
+    from echofm.analysis.probe import (PhaseProbeConfig, embed_videos, phase_probe, phase_videos,
+                                       pixel_phase_baseline, probe_tolerance, video_features)
     from echofm.files import write_text_atomic
     from echofm.probes.ridge import video_probe
 
     train_s, test_s = index.split("train"), index.split("test")
-    train, test = _phase_videos(train_s), _phase_videos(test_s)
+    train, test = phase_videos(train_s), phase_videos(test_s)
     config = PhaseProbeConfig()
     t_patch = arms["pretrained"].cfg.t_patch_size
     tol = probe_tolerance(arms["pretrained"], config, test)

@@ -367,17 +367,6 @@ def within_share(truth_and_prediction: list, num_frames: int, tolerance: int = E
 
 # --- ED/ES from the frozen step embeddings (the bar's ED/ES line) ---------------------------------
 
-def _phase_videos(samples: list) -> list:
-    from echofm.analysis.probe import PhaseVideo
-
-    videos = []
-    for s in samples:
-        frames, fps = s.load_frames()
-        videos.append(PhaseVideo(id=s.id, frames=np.asarray(frames), volume=np.asarray(s.meta["lv_volume"]),
-                                 ed_frames=list(s.meta["ed_frames"]), es_frames=list(s.meta["es_frames"]), fps=fps))
-    return videos
-
-
 def phase_runs(config: LabelEfficiencyConfig, arms: dict, pools: dict, heldout: dict) -> list[dict]:
     """ED/ES from frozen per-time-step embeddings, for each arm, seed and k: a ridge probe
     (``analysis.probe``) maps the step embeddings (``embed().frames``, the output the
@@ -386,11 +375,11 @@ def phase_runs(config: LabelEfficiencyConfig, arms: dict, pools: dict, heldout: 
     ES frames. Beside them the pixel rule (``analysis.phase``, no model, no labels) as arm
     ``pixels``. Runs like the fine-tuning ones: task ``ed_es``, mode ``steps``."""
     from echofm.analysis.probe import (PhaseProbeConfig, apply_phase_probe, embed_videos, fit_phase_probe,
-                                       pixel_phase_baseline)
+                                       phase_videos, pixel_phase_baseline)
 
     # The clips are made at the models' rate (one window is the whole clip): frame step 1.
     probe_cfg = PhaseProbeConfig(frame_step=1, tolerance=ED_ES_TOLERANCE, features=("frames",))
-    tests = {name: _phase_videos(sets["a4c"]) for name, sets in heldout.items()}
+    tests = {name: phase_videos(sets["a4c"]) for name, sets in heldout.items()}
     runs = []
 
     def run_of(arm, k, seed, name, records):
@@ -409,7 +398,7 @@ def phase_runs(config: LabelEfficiencyConfig, arms: dict, pools: dict, heldout: 
         model = arms[arm].eval()
         test_emb = {name: embed_videos(model, test, probe_cfg, probe_cfg.window_step) for name, test in tests.items()}
         for seed in config.seeds:
-            train = _phase_videos(pools[seed]["a4c"][:max(config.ks)])
+            train = phase_videos(pools[seed]["a4c"][:max(config.ks)])
             train_emb = embed_videos(model, train, probe_cfg, probe_cfg.train_window_step)
             for k in sorted(config.ks):
                 probe = fit_phase_probe(train_emb[:k], train[:k], model.cfg.t_patch_size, probe_cfg, "frames")
