@@ -64,7 +64,10 @@ def main(argv=None) -> dict:
         if bad:
             p.error(f"--pretrain-set {bad[0]}: expected KEY=VALUE")
         values["pretrain_options"] = {k.strip(): parse_value(v) for k, v in (i.split("=", 1) for i in a.pretrain_set)}
-    config = LabelEfficiencyConfig(out=a.out, **values)
+    try:
+        config = LabelEfficiencyConfig(out=a.out, **values).validate()
+    except ValueError as exc:  # a setting that cannot work: say which, without a traceback
+        p.error(str(exc))
     result = run_label_efficiency(config, say=(lambda line: None) if a.quiet else print)
     report = {"cpu": cpu_name(), "threads": config.threads, "out": str(result.out),
               "config": result.summary["config"], "pretraining": result.summary["pretraining"],
