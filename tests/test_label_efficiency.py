@@ -141,3 +141,15 @@ def test_cells_of_a_stopped_study_skip_a_cell_with_one_arm():
     cells = summarise_cells([{**run, "arm": "pretrained"}, {**run, "arm": "random", "clip_scores": [0.0] * 4,
                                                               "value": 0.0}], resamples=50)
     assert len(cells) == 1 and cells[0]["gain_mean"] == pytest.approx(0.5) and cells[0]["seeds"] == [0]
+
+
+def test_benchmark_names_an_unusable_setting(capsys):
+    spec = importlib.util.spec_from_file_location("label_efficiency_benchmark", BENCHMARKS / "label_efficiency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for argv, words in ((["--pretrain-presets", "clinical"], "pretrain_presets ['clinical']"),
+                        (["--pretrain-set", "oops"], "--pretrain-set oops: expected KEY=VALUE"),
+                        (["--head-only-fraction", "1.5"], "head_only_fraction 1.5")):
+        with pytest.raises(SystemExit) as stop:
+            module.main(["--quick", *argv])
+        assert stop.value.code == 2 and words in capsys.readouterr().err
