@@ -338,7 +338,7 @@ def clip_scores(task_model, samples: list, tasks: list[str]) -> tuple[dict[str, 
                 area = (seg == 1).reshape(T, -1).sum(axis=1).astype(float)
                 ed, es = events_from_curve(area)
                 truth = {"ed": sample.meta["ed_frames"], "es": sample.meta["es_frames"]}
-                scored = score_events({"ed": ed, "es": es}, truth, T, tolerance=2)
+                scored = score_events({"ed": ed, "es": es}, truth, T, tolerance=ED_ES_TOLERANCE)
                 out["ed_es"].append(event_error(scored, T))
                 pairs["ed_es"].append([truth, {"ed": ed, "es": es}])
     return out, pairs
