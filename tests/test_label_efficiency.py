@@ -153,3 +153,20 @@ def test_benchmark_names_an_unusable_setting(capsys):
         with pytest.raises(SystemExit) as stop:
             module.main(["--quick", *argv])
         assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_format_ceilings_from_the_truth_beat_the_mean_and_find_the_events():
+    """The model-free ceilings: the true LV area and volume find ED/ES, and EF from the true
+    curves is far closer than the training mean; a bad clip count names itself."""
+    from echofm.experiments.format_ceilings import format_ceilings
+
+    result = format_ceilings(LabelEfficiencyConfig(size=32), clips=8)
+    assert set(result["sets"]) == {"heldout", "shifted"} and result["size"] == 32
+    for figures in result["sets"].values():
+        assert figures["ed_es_from_true_volume"]["within_2"] >= 0.8
+        assert figures["ed_es_from_true_mask_area"]["within_2"] >= 0.7
+        mean = figures["ef_mae_of_the_mean"]
+        assert figures["ef_mae_from_sampled_true_volume"] < 0.6 * mean
+        assert figures["ef_mae_from_true_mask_area_calibrated"] < 0.8 * mean
+    with pytest.raises(ValueError, match="clips 4"):
+        format_ceilings(LabelEfficiencyConfig(), clips=4)
