@@ -48,7 +48,8 @@ def main(argv=None) -> dict:
     p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
                    help="a pretraining config field as `echofm pretrain --set` takes it, without --init "
                         "(e.g. --pretrain-set model.embed_center_alpha=1)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads (default 2); the same seed gives the same figures only with the same thread count")
     p.add_argument("--quiet", action="store_true", help="print only the JSON")
     a = p.parse_args(argv)
 

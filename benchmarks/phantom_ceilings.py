@@ -20,9 +20,12 @@ from echofm.experiments.label_efficiency import LabelEfficiencyConfig
 def main() -> int:
     defaults = LabelEfficiencyConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=int, default=96, help="A4C phantoms per held-out set (and for the EF fit; default 96)")
-    parser.add_argument("--size", type=int, default=defaults.size, help=f"clip size in px (default {defaults.size}, the study's)")
-    parser.add_argument("--fps", type=float, default=defaults.fps, help=f"clip frame rate (default {defaults.fps:g}, the study's)")
+    parser.add_argument("--clips", type=int, default=96,
+                        help="A4C phantoms per held-out set (and for the EF fit; default 96)")
+    parser.add_argument("--size", type=int, default=defaults.size,
+                        help=f"clip size in px (default {defaults.size}, the study's)")
+    parser.add_argument("--fps", type=float, default=defaults.fps,
+                        help=f"clip frame rate (default {defaults.fps:g}, the study's)")
     args = parser.parse_args()
     try:
         config = LabelEfficiencyConfig(size=args.size, fps=args.fps).validate()
