@@ -163,6 +163,20 @@ def test_phantom_source_states_its_frame_rate_and_pretraining_records_it():
     assert clip_fps([torch.zeros(3, 16, 32, 32)]) is None  # a plain list states no rate
 
 
+def test_phantom_source_keeps_each_clip_once_and_hands_out_copies():
+    """Kept clips equal freshly generated ones; changing a handed-out clip changes nothing kept;
+    a source too large for the budget keeps nothing."""
+    from echofm.train.data import PhantomClips
+
+    cfg = preset("tiny").replace(img_size=32)
+    kept, fresh = PhantomClips(3, cfg, 5), PhantomClips(3, cfg, 5, cache_bytes=0)
+    first = kept[1]
+    first.fill_(7.0)  # as a trainer changing its batch in place would
+    assert torch.equal(kept[1], fresh[1]) and float(kept[1].max()) <= 1.0
+    assert set(kept._kept) == {1} and fresh._kept is None
+    assert not torch.equal(kept[0], kept[2])
+
+
 def test_bad_clip_shape_is_reported():
     from echofm.train.data import DataSpecError, check_clip
 

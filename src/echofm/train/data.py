@@ -49,13 +49,20 @@ class PhantomClips(Dataset):
     Frames are generated at ``30 / frame_step`` fps (``fps``), the rate a window of a 30 fps
     recording taken every ``frame_step`` frames has, so a window spans the same time as on
     real data; each clip is one window of every frame.
+
+    A clip is generated once and kept (a copy is handed out) while all ``count`` clips fit in
+    ``cache_bytes`` (default 2 GiB; 0: never keep): generating one costs about 30 ms, as much as
+    a training step of a small model, and a clip depends only on (seed, index), so keeping it
+    changes no number. Each DataLoader worker keeps its own.
     """
 
     def __init__(self, count: int, cfg: ModelConfig, seed: int, frame_step: int = 1,
-                 presets: Sequence[str] = ("default",)):
+                 presets: Sequence[str] = ("default",), cache_bytes: int = 2 << 30):
         from echofm.phantom.config import phantom_preset
 
         self.count, self.cfg, self.seed = count, cfg, seed
+        clip_bytes = 4 * cfg.in_chans * cfg.num_frames * cfg.img_size ** 2
+        self._kept: Optional[dict[int, torch.Tensor]] = {} if count * clip_bytes <= cache_bytes else None
         self.fps = 30.0 / frame_step
         if not presets:
             raise DataSpecError("synth: need at least one phantom preset")
@@ -67,6 +74,14 @@ class PhantomClips(Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        if self._kept is not None and index in self._kept:
+            return self._kept[index].clone()  # a copy: the trainer may change its batch in place
+        clip = self._generate(index)
+        if self._kept is not None:
+            self._kept[index] = clip.clone()
+        return clip
+
+    def _generate(self, index: int) -> torch.Tensor:
         from echofm.phantom import generate_case
 
         case = generate_case(stable_seed(self.seed, "synth", index), self.phantoms[index % len(self.phantoms)])
