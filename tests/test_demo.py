@@ -139,9 +139,12 @@ def test_demo_can_pretrain_here_instead(tmp_path):
 
 
 def test_loaded_model_sets_size_and_fps_and_a_clash_is_named(tmp_path):
+    from echofm.model import load_model
+
+    contract = load_model("echofm-tiny-phantom").contract
     parser = build_parser()
-    for flags, words in ((["--size", "64"], "--size 64: echofm-tiny-phantom takes 80 px"),
-                         (["--fps", "30"], "--fps 30: echofm-tiny-phantom was pretrained on clips at 15 fps")):
+    for flags, words in ((["--size", "64"], f"--size 64: echofm-tiny-phantom takes {contract.image_size} px"),
+                         (["--fps", "30"], f"--fps 30: echofm-tiny-phantom was pretrained on clips at {contract.fps:g} fps")):
         cfg = demo_command.build_config(parser.parse_args(["demo", "--quick", "--out", str(tmp_path / "o"), *flags]))
         with pytest.raises(ValueError, match=words):
             demo.run_demo(cfg, say=lambda line: None)
