@@ -1,13 +1,13 @@
 """Reference models shipped inside the package: a name -> its files, loaded with no download.
 
-``echofm-tiny-phantom`` is echofm-tiny (80 px, 16 frames) pretrained by echofm itself on 96
-phantom DICOM cines at 15 fps, made by ``echofm synth`` and ``echofm prepare``. It is small
+``echofm-tiny-phantom`` is echofm-tiny (48 px, 16 frames) pretrained by echofm itself for
+6000 steps on 2048 phantom clips at 10 fps (``echofm pretrain --data synth:2048``). It is small
 (float16 weights, a few MB) and reproducible, so examples, tests and the docs can run a
 trained model anywhere: ``echofm.load_model("echofm-tiny-phantom")`` or ``--model
 echofm-tiny-phantom``. Its files, in ``echofm/data/reference/``:
 
 * ``echofm-tiny-phantom.safetensors``: the weights in float16, the model config and input
-  contract in its metadata (15 fps, frame step 1, sector masked);
+  contract in its metadata (10 fps, frame step 3, sector masked);
 * ``recipe.sh``: the exact commands that made it (``bash recipe.sh WORKDIR``);
 * ``config.yaml`` and ``metrics.jsonl``: the pretraining run's config and per-step log.
 
