@@ -207,14 +207,6 @@ def _pool_of(task: str) -> str:
 
 # --- the arms --------------------------------------------------------------------------------
 
-class _GeneratedClips(list):
-    """Phantom clips generated once, with ``fps``, the frame rate inside them."""
-
-    def __init__(self, clips: list, fps: float):
-        super().__init__(clips)
-        self.fps = fps
-
-
 def random_arm(pretrained, seed: int):
     """The random-init arm beside ``pretrained``: ``EchoFM(pretrained.cfg)`` built right after
     ``manual_seed(seed)`` (with pretraining's seed, the very weights pretraining started from),
@@ -252,10 +244,10 @@ def pretrain_arms(config: LabelEfficiencyConfig, out: Path) -> tuple[dict, dict]
         "batch_size": min(8, config.pretrain_clips),
         "lr": config.pretrain_lr, "warmup_fraction": 0.05, "workers": 0, "device": "cpu", "checkpoint_every": 0,
         "progress": False, "seed": config.pretrain_seed, "frame_step": frame_step, "precision": "fp32"})
+    # PhantomClips generates each clip once and states its frame rate, so the pretrained
+    # model's input contract says the rate its clips were made at (as `--data synth:N` does).
     source = PhantomClips(config.pretrain_clips, cfg.model, cfg.seed, cfg.frame_step, config.pretrain_presets)
-    # Generated once (not every epoch); the frame rate travels with them, so the pretrained
-    # model's input contract states the rate its clips were made at.
-    result = pretrain(cfg, dataset=_GeneratedClips([source[i] for i in range(len(source))], source.fps))
+    result = pretrain(cfg, dataset=source)
     history = [h for h in result.history if "loss" in h]
     info = {"init": None, "steps": config.pretrain_steps, "clips": config.pretrain_clips, "frame_step": frame_step,
             "presets": list(config.pretrain_presets), "options": dict(config.pretrain_options),
