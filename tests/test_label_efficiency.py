@@ -109,14 +109,20 @@ def test_quick_benchmark_writes_every_cell_with_intervals(quick):
 
 
 def test_same_seed_same_machine_gives_identical_scores_and_figures(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    threads = 2 if before == 1 else 1  # other than the caller's, to see that it is put back
+
     def once(folder):
         config = LabelEfficiencyConfig(out=str(folder), tasks=["view", "segment"], ks=[4], seeds=[0], modes=["full"],
                                        size=32, frames=8, heldout_clips=4, steps=2, batch_size=4, pretrain_steps=2,
-                                       pretrain_clips=4, heldout_sets=["heldout"], bootstrap=100, threads=1)
+                                       pretrain_clips=4, heldout_sets=["heldout"], bootstrap=100, threads=threads)
         result = run_label_efficiency(config, say=lambda line: None)
         return result.summary, {p.name: p.read_bytes() for p in result.figures}
 
     first, first_png = once(tmp_path / "a")
+    assert torch.get_num_threads() == before  # the study's thread count held inside the study only
     second, second_png = once(tmp_path / "b")
     assert [r["clip_scores"] for r in first["runs"]] == [r["clip_scores"] for r in second["runs"]]
     assert first["cells"] == second["cells"]

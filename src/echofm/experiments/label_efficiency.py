@@ -443,16 +443,20 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
     """Run the grid into ``config.out`` and write the JSON, figures and HTML page.
 
     arms: ``{"pretrained": EchoFM, "random": EchoFM}`` to compare (the demo passes its own);
-    None: ``pretrain_arms``.
+    None: ``pretrain_arms``. torch's thread count is ``config.threads`` while it runs and is
+    put back afterwards.
     """
-    import torch
+    from echofm.runtime.threads import threads_for
 
+    cfg = config.validate()
+    with threads_for(cfg.threads):
+        return _run(cfg, arms, say)
+
+
+def _run(cfg: LabelEfficiencyConfig, arms: Optional[dict], say: Callable[[str], None]) -> LabelEfficiencyResult:
     from echofm.analysis.label_efficiency_figures import arms_figure, write_figures, write_html
     from echofm.files import write_text_atomic
 
-    cfg = config.validate()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
