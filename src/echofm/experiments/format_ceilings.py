@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from echofm.experiments.label_efficiency import (ED_ES_TOLERANCE, HELDOUT_SEED, SHIFTED_SEED, LabelEfficiencyConfig,
-                                                 event_error, within_share)
+                                                 event_error, phantom_samples, within_share)
 
 # Fitting clips of the EF calibration: another seed than any held-out set's.
 CALIBRATION_SEED = 70_000
@@ -31,11 +31,7 @@ CALIBRATION_SEED = 70_000
 
 def _a4c_clips(config: LabelEfficiencyConfig, preset: str, seed: int, clips: int) -> list:
     """A4C phantom samples at the study's format, LV maps on every frame."""
-    from echofm.datasets import phantom_task_dataset
-    from echofm.phantom.config import phantom_preset
-
-    phantom = phantom_preset(preset, size=config.size, num_frames=config.frames, fps=config.fps, views=("A4C",))
-    return phantom_task_dataset(clips, phantom, seed=seed, splits=(0, 0, 1), structures="lv", labelled="all").samples
+    return phantom_samples(config, preset, clips, seed, ("A4C",), labelled="all")
 
 
 def _curves(config: LabelEfficiencyConfig, samples: list) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -166,39 +166,40 @@ class LabelEfficiencyResult:
 
 # --- data ------------------------------------------------------------------------------------
 
-def phantom_sets(config: LabelEfficiencyConfig, seed: int, say: Callable[[str], None] = print) -> dict:
-    """The labelled pools of one seed (``all views`` for view, A4C for the LV tasks), max(ks)
-    clips each, with LV maps on every frame; samples are in the ``train`` split."""
+# Pools: all four views (the view task) and A4C only (the LV tasks); seed offset of each.
+POOLS = (("views", None, 0), ("a4c", ("A4C",), 1))
+SPLITS = {"train": (1, 0, 0), "test": (0, 0, 1)}
+
+
+def phantom_samples(config: LabelEfficiencyConfig, preset: str, count: int, seed: int, views=None,
+                    split: str = "test", labelled: str = "ed_es") -> list:
+    """``count`` phantom samples of ``preset`` at the study's clip format (``size`` px,
+    ``frames`` at ``fps``), ``views`` (None: all four), all in ``split``, LV maps on the
+    ``labelled`` frames (``all`` or ``ed_es``)."""
     from echofm.datasets import phantom_task_dataset
     from echofm.phantom.config import phantom_preset
 
-    n = max(config.ks)
-    pools = {}
-    for name, views in (("views", None), ("a4c", ("A4C",))):
-        extra = {"views": views} if views else {}
-        phantom = phantom_preset("default", size=config.size, num_frames=config.frames, fps=config.fps, **extra)
-        pools[name] = phantom_task_dataset(n, phantom, seed=POOL_SEED + 97 * seed + (name == "a4c"), splits=(1, 0, 0),
-                                           structures="lv", labelled="all").samples
-    return pools
+    extra = {"views": views} if views else {}
+    phantom = phantom_preset(preset, size=config.size, num_frames=config.frames, fps=config.fps, **extra)
+    return phantom_task_dataset(count, phantom, seed=seed, splits=SPLITS[split], structures="lv",
+                                labelled=labelled).samples
+
+
+def phantom_sets(config: LabelEfficiencyConfig, seed: int, say: Callable[[str], None] = print) -> dict:
+    """The labelled pools of one seed (``all views`` for view, A4C for the LV tasks), max(ks)
+    clips each, with LV maps on every frame; samples are in the ``train`` split."""
+    return {name: phantom_samples(config, "default", max(config.ks), POOL_SEED + 97 * seed + offset, views,
+                                  split="train", labelled="all")
+            for name, views, offset in POOLS}
 
 
 def heldout_sets(config: LabelEfficiencyConfig) -> dict:
     """The held-out sets, each as ``{"views": [...], "a4c": [...]}`` in the ``test`` split; LV
     maps on the ED/ES frames (where Dice is scored, as EchoNet's tracings)."""
-    from echofm.datasets import phantom_task_dataset
-    from echofm.phantom.config import phantom_preset
-
-    sets: dict = {}
-    for name, preset, base in (("heldout", "default", HELDOUT_SEED), ("shifted", "shifted", SHIFTED_SEED)):
-        if name not in config.heldout_sets:
-            continue
-        sets[name] = {}
-        for pool, views in (("views", None), ("a4c", ("A4C",))):
-            extra = {"views": views} if views else {}
-            phantom = phantom_preset(preset, size=config.size, num_frames=config.frames, fps=config.fps, **extra)
-            sets[name][pool] = phantom_task_dataset(config.heldout_clips, phantom, seed=base + (pool == "a4c"),
-                                                    splits=(0, 0, 1), structures="lv", labelled="ed_es").samples
-    return sets
+    return {name: {pool: phantom_samples(config, preset, config.heldout_clips, base + offset, views)
+                   for pool, views, offset in POOLS}
+            for name, preset, base in (("heldout", "default", HELDOUT_SEED), ("shifted", "shifted", SHIFTED_SEED))
+            if name in config.heldout_sets}
 
 
 def _pool_of(task: str) -> str:
@@ -450,10 +451,10 @@ def run_label_efficiency(config: LabelEfficiencyConfig, arms: Optional[dict] = N
 
     cfg = config.validate()
     with threads_for(cfg.threads):
-        return _run(cfg, arms, say)
+        return _run_grid(cfg, arms, say)
 
 
-def _run(cfg: LabelEfficiencyConfig, arms: Optional[dict], say: Callable[[str], None]) -> LabelEfficiencyResult:
+def _run_grid(cfg: LabelEfficiencyConfig, arms: Optional[dict], say: Callable[[str], None]) -> LabelEfficiencyResult:
     from echofm.analysis.label_efficiency_figures import arms_figure, write_figures, write_html
     from echofm.files import write_text_atomic
 
